@@ -1,0 +1,254 @@
+"""The profile stage: MACs, FLOPs, parameters, weight bytes, peak activation memory and latency of any model.
+
+``effbench.profile(model, input_shape)`` returns a :class:`Profile`; ``Profile.as_dict()`` is one flat row.
+The counting rules are in :mod:`effbench.profiler.counting`, the memory rules in :mod:`effbench.profiler.memory`,
+the latency protocol in :mod:`effbench.profiler.latency`, the peer counters in :mod:`effbench.profiler.peers`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from effbench.errors import UsageError
+from effbench.profiler import counting, latency as latency_mod, memory, peers as peers_mod, trace as trace_mod
+from effbench.profiler.latency import Stats, TimingConfig
+
+__all__ = ["ModuleRow", "OpRow", "Profile", "Stats", "TimingConfig", "UnsupportedOpWarning", "profile"]
+
+
+class UnsupportedOpWarning(UserWarning):
+    """An op ran that has no counting rule: it counted 0 and the profile's FLOPs are a lower bound."""
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One op type's share of the count."""
+
+    op: str
+    op_type: str
+    calls: int
+    macs: int
+    flops: int
+    supported: bool = True
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    """One module's share of the count, its submodules' ops included (a module called twice counts twice)."""
+
+    name: str  # "" for the root
+    type: str
+    depth: int
+    calls: int
+    macs: int
+    flops: int
+
+
+@dataclass
+class Profile:
+    """Everything the profiler measured of one model at one input shape."""
+
+    input_shape: tuple[int, ...]
+    macs: int
+    flops: int
+    params: int
+    params_trainable: int
+    peak: memory.PeakMemory
+    by_op: list[OpRow]
+    by_module: list[ModuleRow]
+    unsupported_ops: list[str] = field(default_factory=list)
+    latency_1t: Stats | None = None
+    latency_mt: Stats | None = None
+    threads_mt: int | None = None
+    peers: dict[str, peers_mod.PeerCount] = field(default_factory=dict)
+    name: str | None = None
+
+    @property
+    def flops_lower_bound(self) -> bool:
+        """True when some op had no counting rule, so MACs/FLOPs may be too low."""
+        return bool(self.unsupported_ops)
+
+    def by_type(self) -> dict[str, tuple[int, int]]:
+        """Op type -> (MACs, FLOPs)."""
+        out: dict[str, tuple[int, int]] = {}
+        for row in self.by_op:
+            m, f = out.get(row.op_type, (0, 0))
+            out[row.op_type] = (m + row.macs, f + row.flops)
+        return out
+
+    def reconciliation(self) -> list[dict[str, Any]]:
+        """Our MACs/FLOPs and each peer's figure by op type, with a total row."""
+        return peers_mod.reconcile(self.by_type(), self.peers)
+
+    def peer_notes(self) -> dict[str, str]:
+        """Per peer: its gap to our MACs by op type and what it counts."""
+        return peers_mod.explain(self.by_type(), self.peers)
+
+    def as_dict(self) -> dict[str, Any]:
+        """One flat row (keys in the contract; latency keys None when latency was not measured)."""
+        l1, lm = self.latency_1t, self.latency_mt
+
+        def ms(v: float | None) -> float | None:
+            return None if v is None else v * 1e3
+
+        def peer(name: str) -> float | None:
+            p = self.peers.get(name)
+            return None if p is None or p.macs is None else p.macs
+
+        return {
+            "model": self.name,
+            "input_shape": "x".join(map(str, self.input_shape)),
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "params_trainable": self.params_trainable,
+            "weight_bytes_fp32": 4 * self.params,
+            "weight_bytes_fp16": 2 * self.params,
+            "weight_bytes_int8": self.params,
+            "peak_act_bytes_fp32": self.peak.bytes_fp32,
+            "peak_act_bytes_int8": self.peak.bytes_int8,
+            "peak_act_op": self.peak.op,
+            "latency_ms_1t": ms(l1 and l1.median),
+            "latency_p90_ms_1t": ms(l1 and l1.p90),
+            "latency_cv_1t": None if l1 is None else l1.cv,
+            "latency_runs_1t": None if l1 is None else l1.runs,
+            "hz_1t": None if l1 is None else 1.0 / l1.median,
+            "latency_ms_mt": ms(lm and lm.median),
+            "latency_p90_ms_mt": ms(lm and lm.p90),
+            "latency_cv_mt": None if lm is None else lm.cv,
+            "hz_mt": None if lm is None else 1.0 / lm.median,
+            "threads_mt": self.threads_mt if lm is not None else None,
+            "macs_fvcore": peer("fvcore"),
+            "macs_thop": peer("thop"),
+            "macs_torch": peer("torch"),
+            "flops_lower_bound": self.flops_lower_bound,
+            "unsupported_ops": ",".join(self.unsupported_ops),
+        }
+
+
+def _input_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise UsageError(f"input shape {shape!r} is not a sequence of integers, e.g. (1, 1, 120, 160)") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"input shape {dims} must be positive integers with the batch first, e.g. (1, 1, 120, 160)")
+    return dims
+
+
+def _shorten(err: BaseException, limit: int = 200) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _breakdowns(trace: trace_mod.Trace) -> tuple[list[OpRow], list[ModuleRow], list[str]]:
+    ops: dict[str, list[int]] = {}  # name -> [calls, macs, flops]
+    unsupported: list[str] = []
+    mods: dict[str, list[int]] = {}  # name -> [macs, flops]
+    for ev in trace.events:
+        c = ev.count or counting.Count()
+        row = ops.setdefault(ev.name, [0, 0, 0])
+        row[0] += 1
+        row[1] += c.macs
+        row[2] += c.flops
+        if ev.count is None and ev.name not in unsupported:
+            unsupported.append(ev.name)
+        # A module's figures include its submodules': charge the op to every module on the scope stack, once
+        # even if the same module sits twice on it (a module that calls itself).
+        for name in dict.fromkeys(ev.scope):
+            m = mods.setdefault(name, [0, 0])
+            m[0] += c.macs
+            m[1] += c.flops
+    by_op = [
+        OpRow(n, counting.category(n) if n not in unsupported else "unsupported", v[0], v[1], v[2], n not in unsupported)
+        for n, v in sorted(ops.items(), key=lambda kv: (-kv[1][2], kv[0]))
+    ]
+    by_module = [
+        ModuleRow(n, trace.module_types.get(n, "?"), 0 if not n else n.count(".") + 1, calls, *mods.get(n, [0, 0]))
+        for n, calls in _ordered_calls(trace)
+    ]
+    return by_op, by_module, unsupported
+
+
+def _ordered_calls(trace: trace_mod.Trace) -> list[tuple[str, int]]:
+    # Module order as named_modules() lists them (the model's own structure), only those that ran.
+    return [(n, trace.module_calls[n]) for n in trace.module_types if n in trace.module_calls]
+
+
+def profile(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    latency: bool = True,
+    peers: bool = True,
+    threads: int | None = None,
+    timing: TimingConfig = TimingConfig(),
+    example_input: Tensor | None = None,
+    name: str | None = None,
+) -> Profile:
+    """Profile ``model`` on one input of ``input_shape`` (batch included).
+
+    The model runs in eval mode (the deployed form) and is left as it was: the same training flags, parameters,
+    buffers and ``state_dict`` keys, no hooks.
+
+    Args:
+        model: Any module; a model returning a dict or tuple works.
+        input_shape: Batch first, e.g. ``(1, 1, 120, 160)``.
+        latency: Measure latency on 1 thread and on ``threads`` threads.
+        peers: Also run fvcore, thop and torch's FlopCounterMode on the model.
+        threads: The "all threads" setting; default: torch's current ``get_num_threads()``.
+        timing: Warm-up and timed-loop lengths.
+        example_input: The input to run; default a seeded standard-normal tensor of ``input_shape``.
+        name: Stored in the profile and its flat row as ``model``.
+
+    Raises:
+        UsageError: If the shape is malformed or the model rejects an input of that shape (its error shortened).
+    """
+    shape = _input_shape(input_shape)
+    x = example_input if example_input is not None else torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        try:
+            tr = trace_mod.record(model, x)
+        except Exception as err:
+            raise UsageError(f"model rejects input shape {'x'.join(map(str, shape))}: {_shorten(err)}") from err
+        by_op, by_module, unsupported = _breakdowns(tr)
+        if unsupported:
+            warnings.warn(
+                f"no counting rule for aten op(s) {', '.join(unsupported)}: counted as 0, MACs/FLOPs are a lower bound",
+                UnsupportedOpWarning,
+                stacklevel=2,
+            )
+        params = list(model.parameters())
+        result = Profile(
+            input_shape=shape,
+            macs=sum(r.macs for r in by_op),
+            flops=sum(r.flops for r in by_op),
+            params=sum(p.numel() for p in params),
+            params_trainable=sum(p.numel() for p in params if p.requires_grad),
+            peak=memory.peak_activation(tr),
+            by_op=by_op,
+            by_module=by_module,
+            unsupported_ops=unsupported,
+            name=name,
+        )
+        del tr  # the trace holds every intermediate tensor
+        if peers:
+            result.peers = peers_mod.peer_counts(model, x)
+        if latency:
+            all_threads = threads or torch.get_num_threads()
+            result.latency_1t = latency_mod.measure(model, x, 1, timing)
+            result.latency_mt = latency_mod.measure(model, x, all_threads, timing)
+            result.threads_mt = all_threads
+        return result
+    finally:
+        for m, training in modes.items():
+            m.training = training

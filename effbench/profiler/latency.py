@@ -1,0 +1,109 @@
+"""Latency: a timed loop apart from a small Stats object (after pytest-benchmark's ``stats.py``).
+
+DESIGN.md: batch 1, inference mode, after warm-up; median and p90 over enough runs for a stable median, with the
+coefficient of variation; on 1 thread (the embedded-like figure) and on all threads; Hz = 1 / median. The
+defaults keep the cost near one second per small model, so a whole suite profiles in seconds: the median of a
+few dozen runs is stable to a few percent on an idle machine, and the CV says when it was not.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of raw timing samples, in seconds."""
+
+    samples: tuple[float, ...]
+
+    @classmethod
+    def from_samples(cls, samples: list[float]) -> Stats:
+        if not samples:
+            raise ValueError("no timing samples")
+        return cls(tuple(samples))
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples)
+
+    @property
+    def stdev(self) -> float:
+        return statistics.stdev(self.samples) if self.runs > 1 else 0.0
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation: standard deviation over mean."""
+        return self.stdev / self.mean if self.mean > 0 else 0.0
+
+    def quantile(self, q: float) -> float:
+        """Linear-interpolated quantile, q in [0, 1]."""
+        ordered = sorted(self.samples)
+        pos = q * (len(ordered) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    @property
+    def p90(self) -> float:
+        return self.quantile(0.9)
+
+    @property
+    def iqr(self) -> float:
+        return self.quantile(0.75) - self.quantile(0.25)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long to time one model on one thread setting."""
+
+    warmup_s: float = 0.05  # at least warmup_runs, and at least this long
+    warmup_runs: int = 3
+    budget_s: float = 0.35  # timed loop: at least min_runs, and until this long has passed
+    min_runs: int = 10
+    max_runs: int = 500
+
+
+def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> Stats:
+    """Warm up, then time ``fn()`` repeatedly; return the Stats of the timed runs."""
+    start = time.perf_counter()
+    runs = 0
+    while runs < config.warmup_runs or time.perf_counter() - start < config.warmup_s:
+        fn()
+        runs += 1
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < config.max_runs and (
+        len(samples) < config.min_runs or time.perf_counter() - start < config.budget_s
+    ):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return Stats.from_samples(samples)
+
+
+def measure(
+    model: nn.Module, x: Tensor, threads: int, config: TimingConfig = TimingConfig()
+) -> Stats:
+    """Time ``model(x)`` in inference mode on ``threads`` threads; torch's thread setting is restored after."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return time_fn(lambda: model(x), config)
+    finally:
+        torch.set_num_threads(before)
