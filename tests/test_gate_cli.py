@@ -95,9 +95,10 @@ def test_unknown_key_exit_2(tmp_path, toy, capsys):
 def test_usage_errors_exit_2(tmp_path, toy, capsys):
     _budgets(tmp_path, "[budgets.toy_net]\nmax_params = 90\n")
     assert main(["gate", "--module", "gate_toy:no_such"]) == 2
-    assert "has no callable 'no_such'; closest: toy_net" in capsys.readouterr().err
+    assert "has no callable 'no_such'; valid: toy_net" in capsys.readouterr().err
     assert main(["gate", *SHAPE, "--baseline", "missing.json"]) == 2
     assert main(["gate", "--module", "gate_toy:toy_net", "--input-shape", "1,x"]) == 2
+    assert main(["gate", "--module", "gate_toy:toy_net", "--input-shape", "1,1"]) == 2  # conv2d rejects 2-D input
     assert main(["gate", "--budgets", "nope.toml"]) == 2
 
 

@@ -8,6 +8,7 @@ A model with ``deployable()`` is gated in that form (DESIGN.md: what is deployed
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,11 +53,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     Raises:
         UsageError: If it is not positive integers.
     """
-    parts = text.replace("x", ",").replace(" ", "").strip(",").split(",")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
+    parts = re.split(r"\s*[x,]\s*", text.strip())
+    shape = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"input shape {text!r} is not positive integers like 1,1,120,160 (batch included)")
     return shape
@@ -106,6 +104,8 @@ def profile_model(
             model = model.deployable()
         model.eval()
         row = dict(profile_fn(model, shape, latency=latency))
+    except UsageError:
+        raise  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
     except Exception as err:  # noqa: BLE001 - a model that fails is reported, the others still get gated
         return {"input_shape": list(shape), "error": f"{type(err).__name__}: {err}"}
     row["input_shape"] = list(shape)
