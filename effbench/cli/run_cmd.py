@@ -1,0 +1,40 @@
+"""``bench.py run --suite NAME`` (or just ``bench.py --suite NAME``): profile, train, evaluate and report a suite."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="the whole pipeline for a suite: profile, train with and without aux tasks, evaluate, report",
+        description=__doc__ + " Finished runs in the results store are reused; a model that fails is recorded with "
+        "its error, the suite goes on, and the exit code is 1.",
+    )
+    p.add_argument("--suite", required=True, help="suite name (bench.py list shows them)")
+    p.add_argument("--out", default=None, help="report folder (default reports/<suite>/; results store in OUT/runs/)")
+    p.add_argument("--budget", default="quick", help="training budget from the suite's settings: quick | full")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per model and aux setting (default: the budget's)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device (default cpu)")
+    p.add_argument("--fresh", action="store_true", help="rerun every planned run instead of reusing finished ones")
+    p.add_argument("--no-latency", action="store_true", help="skip latency measurement while profiling")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from effbench.suite_run import run_suite
+
+    out = args.out or f"reports/{args.suite}"
+    result = run_suite(
+        args.suite,
+        out,
+        budget=args.budget,
+        seeds=args.seeds,
+        device=args.device,
+        fresh=args.fresh,
+        latency=not args.no_latency,
+        progress=not args.no_progress,
+    )
+    return result.exit_code

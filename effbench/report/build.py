@@ -1,0 +1,244 @@
+"""Build the report folder from a results store: ``report.md``, ``results.csv``/``.json`` and the Pareto PNGs.
+
+Nothing here reads the clock or the machine: the header's date, commit, machine and torch version come from
+the records, so building twice from the same store gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from effbench.errors import UsageError
+from effbench.report import tables
+from effbench.report.io import write_atomic
+from effbench.report.pareto import Point, plot_pareto
+from effbench.report.store import Store, load_store, results_frame
+
+#: The Pareto plots: (file stem, prof_* cost key, scale, short name, axis title).
+PARETO_PLOTS: tuple[tuple[str, str, float, str, str], ...] = (
+    ("mflops", "prof_flops", 1e-6, "MFLOPs", "MFLOPs of the deployable model (FLOPs = 2 x MACs + other ops; log)"),
+    ("params", "prof_params", 1.0, "parameters", "parameters of the deployable model (log)"),
+    ("latency", "prof_latency_ms_1t", 1.0, "latency", "latency ms, batch 1, 1 thread (log)"),
+    ("footprint", "prof_footprint_bytes_int8", 1e-3, "deployed footprint",
+     "deployed footprint KB int8 = weights + peak activations (log)"),
+)
+
+#: Accuracy metrics a plot can use: key -> (test_* column, short name, axis title). Lower is better for both.
+PLOT_METRICS: dict[str, tuple[str, str, str]] = {
+    "epe_px": ("test_epe_px", "2D EPE", "2D end-point error, px (test split; lower is better)"),
+    "err3d_mm": ("test_err3d_mm", "2.5D error", "2.5D keypoint error, mm (test split; lower is better)"),
+}
+
+COUNTING_RULES = (
+    "A MAC is one multiply-accumulate of a convolution (any groups, dilation, stride, transposed), linear layer "
+    "or matmul. FLOPs = 2 x MACs + one per output element of every other arithmetic op (BatchNorm, activations, "
+    "add, pooling, interpolation, softmax...); MFLOPs = FLOPs / 1e6 and never means MACs. Peak activation memory: "
+    "batch 1, BatchNorm folded, activations in place, each tensor freed after its last use, the input counted while "
+    "live. Deployed footprint = weight bytes + peak activation bytes (int8 here). KB = 1000 bytes. Latency: batch "
+    "1, inference mode, median after warm-up, on 1 thread; ratios to the reference come from the same run."
+)
+
+
+def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: str) -> list[Point]:
+    """One point per (model, aux) with a cost and at least one successful run: the seed mean and sample std."""
+    points = []
+    for (name, aux), group in frame[frame["aux"].notna()].groupby(["model", "aux"], sort=False):
+        ok = group[group["status"] == "ok"]
+        cost = group.iloc[0].get(cost_key)
+        errors = [float(v) for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
+        if tables.is_missing(cost) or not cost or cost <= 0 or not errors:
+            continue
+        mean = sum(errors) / len(errors)
+        std = math.sqrt(sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) if len(errors) > 1 else 0.0
+        points.append(Point(str(name), bool(aux), float(cost) * scale, mean, std))
+    return points
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    return [v for v in dict.fromkeys(v for v in values if v not in (None, ""))]
+
+
+def header_facts(store: Store) -> dict[str, str]:
+    """Date, commit, machine and torch version, taken from the records (never from the clock)."""
+    records = list(store.profiles.values()) + store.runs
+    created = _distinct([r.get("created") for r in records])
+    commits = _distinct([r.get("commit") for r in records])
+    torches = _distinct([r.get("torch_version") for r in records])
+    # Latency is measured while profiling, so the profiles' machine is the one the cost table describes.
+    machines = _distinct([json.dumps(r.get("machine"), sort_keys=True) for r in records if r.get("machine")])
+    machine = "unknown"
+    if machines:
+        m = json.loads(machines[0])
+        machine = f"{m.get('cpu', 'unknown CPU')}, {m.get('cores', '?')} cores"
+        extra = len({(json.loads(x).get("cpu"), json.loads(x).get("cores")) for x in machines}) - 1
+        if extra:
+            machine += f" (and {extra} other machine(s) in the records)"
+    devices = _distinct([(r.get("config") or {}).get("device") for r in store.runs])
+    gpus = _distinct([(r.get("machine") or {}).get("gpu") for r in store.runs])
+    return {
+        "date": max(created) if created else "unknown",
+        "commit": ", ".join(c[:12] for c in commits) if commits else "unknown",
+        "machine": machine,
+        "torch": ", ".join(torches) if torches else "unknown",
+        "training device": ", ".join(devices + gpus) if devices else "none",
+    }
+
+
+def budget_lines(store: Store, frame: pd.DataFrame) -> list[str]:
+    """The training budget and seeds, from the manifest (or, without one, from the run configs)."""
+    man = store.manifest
+    lines = []
+    if man.get("budget"):
+        lines.append(f"- training budget: `{man['budget']}`")
+    overrides = man.get("train") or {}
+    if overrides:
+        lines.append("- training config (overrides of TrainConfig): " + ", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items())))
+    else:
+        keys = ("train_steps", "train_batch_size", "train_train_size", "train_test_size", "train_lr")
+        found = [f"`{k[len('train_'):]}={_distinct(frame[k].tolist())}`" for k in keys if k in frame]
+        if found:
+            lines.append("- training config (from the runs): " + ", ".join(found))
+    seeds = man.get("seeds")
+    if seeds:
+        groups: dict[int, list[str]] = {}
+        for name, n in seeds.items():
+            groups.setdefault(int(n), []).append(name)
+        lines.append("- seeds per model and aux setting: " + "; ".join(f"{n}: {', '.join(m)}" for n, m in sorted(groups.items(), reverse=True)))
+    elif "seed" in frame:
+        lines.append(f"- seeds: {sorted(int(s) for s in _distinct(frame['seed'].dropna().tolist()))}")
+    return lines
+
+
+def headline(frame: pd.DataFrame, store: Store) -> str | None:
+    """One sentence comparing the suite's first model with the reference: cost ratios and EPE with aux."""
+    ref, models = store.reference, store.models
+    if not ref or not models or models[0] == ref:
+        return None
+    ratio = tables.ratio_table(frame, ref)
+    acc = tables.accuracy_table(frame)
+    if ratio.empty or models[0] not in set(ratio["model"]) or models[0] not in set(acc["model"]):
+        return None
+    r = ratio.set_index("model").loc[models[0]]
+    a = acc.set_index("model")
+    if ref not in a.index:
+        return None
+    return (
+        f"`{models[0]}` against `{ref}`: {r['MFLOPs']} of the FLOPs, {r['params']} of the parameters, "
+        f"{r['Hz 1t']} of the 1-thread rate; EPE with aux {a.loc[models[0], 'EPE px on']} px "
+        f"(without: {a.loc[models[0], 'EPE px off']}) against {a.loc[ref, 'EPE px on']} px "
+        f"(without: {a.loc[ref, 'EPE px off']})."
+    )
+
+
+def reconciliation_sections(store: Store) -> list[str]:
+    """Per-model reconciliation of our MAC count with the peers', by op type, from the profiles' breakdown.
+
+    Each profile may carry ``reconciliation``: a list of flat dicts (one per op type), rendered as they are.
+    The reference model and the suite's first model are shown open, the rest folded.
+    """
+    out = []
+    shown = {store.reference, store.models[0] if store.models else None}
+    for name in store.models:
+        prof = store.profiles.get(name) or {}
+        rec = prof.get("reconciliation")
+        if not rec:
+            continue
+        table = pd.DataFrame(rec).astype(object).where(pd.DataFrame(rec).notna(), None)
+        body = tables.to_markdown(table.map(lambda v: tables.NA if v is None else v))
+        note = prof.get("reconciliation_note")
+        block = ([note, ""] if note else []) + [body]
+        if name in shown:
+            out += [f"### {name}", ""] + block + [""]
+        else:
+            out += [f"<details><summary>{name}</summary>", ""] + block + ["", "</details>", ""]
+    return out
+
+
+def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str) -> str:
+    """The text of ``report.md``."""
+    facts = header_facts(store)
+    ref = store.reference
+    lines = [f"# effbench report: suite `{store.suite}`", ""]
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    if ref:
+        lines.append(f"- reference model: `{ref}`")
+    lines += budget_lines(store, frame)
+    lines += [f"- counting rules: {COUNTING_RULES}", ""]
+    failures = tables.failures_table(frame)
+    if not failures.empty:
+        lines += [f"**{len(failures)} stage(s) failed**; see [Failures](#failures). Everything else is complete.", ""]
+    line = headline(frame, store)
+    if line:
+        lines += [line, ""]
+    lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame)), ""]
+    if ref:
+        lines += [f"## Cost relative to `{ref}` (same run)", ""]
+        lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).", ""]
+        lines += [tables.to_markdown(tables.ratio_table(frame, ref)), ""]
+    lines += ["## Accuracy without and with auxiliary tasks", ""]
+    lines += [
+        "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
+        "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better.",
+        "",
+        tables.to_markdown(tables.accuracy_table(frame)),
+        "",
+        "### Auxiliary heads (aux-trained runs)",
+        "",
+        tables.to_markdown(tables.aux_table(frame)),
+        "",
+    ]
+    lines += ["## Pareto plots", ""]
+    lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "
+              "arrow from off to on; dashed: the non-dominated front.", ""]
+    lines += [f"![{title}]({fname})" for fname, title in plots] + [""]
+    lines += ["## Counter cross-check", ""]
+    lines += [
+        "MACs of each deployable model by our counter and by fvcore, thop and torch's FlopCounterMode (its FLOPs / 2), "
+        "and each peer's difference from ours.",
+        "",
+        tables.to_markdown(tables.counter_table(frame)),
+        "",
+    ]
+    recon = reconciliation_sections(store)
+    if recon:
+        lines += ["### Reconciliation by op type", ""] + recon
+    lines += ["## Failures", "", tables.to_markdown(failures), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "epe_px") -> dict[str, Any]:
+    """Read the store in ``runs_dir`` and write the report files into ``out_dir`` (each one atomically).
+
+    Args:
+        runs_dir: The results store folder.
+        out_dir: Where ``report.md``, ``results.csv``, ``results.json`` and ``pareto_*.png`` go.
+        metric: The accuracy the Pareto plots show: ``epe_px`` or ``err3d_mm``.
+
+    Returns:
+        ``{"files": [paths written], "failed": number of failed stages, "frame": the results DataFrame}``.
+    """
+    store = load_store(runs_dir)
+    frame = results_frame(store)
+    out = Path(out_dir)
+    written = [
+        write_atomic(out / "results.csv", frame.to_csv(index=False)),
+        write_atomic(out / "results.json", frame.to_json(orient="records", indent=2) + "\n"),
+    ]
+    if metric not in PLOT_METRICS:
+        raise UsageError(f"unknown plot metric {metric!r}; valid: {', '.join(PLOT_METRICS)}")
+    metric_key, metric_name, ylabel = PLOT_METRICS[metric]
+    plots = []
+    for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS:
+        fname = f"pareto_{stem}.png"
+        points = pareto_points(frame, cost_key, scale, metric_key)
+        title = f"suite {store.suite}: {metric_name} against {cost_name}"
+        png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models)
+        written.append(write_atomic(out / fname, png))
+        plots.append((fname, title))
+    written.append(write_atomic(out / "report.md", render_markdown(store, frame, plots, metric)))
+    return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame}

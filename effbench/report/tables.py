@@ -1,0 +1,253 @@
+"""The report's tables, computed from the flat results rows (:func:`effbench.report.store.results_frame`).
+
+Each function returns a DataFrame of display strings (the numbers formatted once, here), so the markdown
+and any test that checks it read the same text. Units: KB = 1000 bytes (the unit of the paper's "under 300 KB"),
+MFLOPs = FLOPs / 1e6 where FLOPs = 2 x MACs + other arithmetic (never MACs), latency at batch 1 on one thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+#: (column title, prof_* key, scale, digits) of the cost table. Ratios to the reference use the same keys.
+COST_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("MACs (M)", "prof_macs", 1e-6, 2),
+    ("MFLOPs", "prof_flops", 1e-6, 2),
+    ("params", "prof_params", 1.0, 0),
+    ("weights KB fp32", "prof_weight_bytes_fp32", 1e-3, 1),
+    ("weights KB int8", "prof_weight_bytes_int8", 1e-3, 1),
+    ("peak act KB int8", "prof_peak_act_bytes_int8", 1e-3, 1),
+    ("footprint KB int8", "prof_footprint_bytes_int8", 1e-3, 1),
+    ("latency ms 1t", "prof_latency_ms_1t", 1.0, 3),
+    ("Hz 1t", "prof_hz_1t", 1.0, 0),
+)
+
+#: (column title, test_* key, scale, digits) of the accuracy table: lower is better except PCK.
+ACCURACY_METRICS: tuple[tuple[str, str, float, int], ...] = (
+    ("EPE px", "test_epe_px", 1.0, 2),
+    ("PCK@5 %", "test_pck5", 100.0, 1),
+    ("3D err mm", "test_err3d_mm", 1.0, 1),
+)
+
+#: Metrics of the auxiliary heads, for aux-trained runs.
+AUX_METRICS: tuple[tuple[str, str, float, int], ...] = (
+    ("mask IoU %", "test_mask_iou", 100.0, 1),
+    ("visibility F1 %", "test_vis_f1", 100.0, 1),
+    ("keypose acc %", "test_keypose_acc", 100.0, 1),
+    ("handedness acc %", "test_handedness_acc", 100.0, 1),
+)
+
+#: Peer counters of the cross-check table: (title, prof_* key).
+PEER_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("fvcore", "prof_macs_fvcore"),
+    ("thop", "prof_macs_thop"),
+    ("torch", "prof_macs_torch"),
+)
+
+NA = "-"
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN and pandas' NA (what a missing number becomes in a DataFrame)."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def fmt(value: Any, digits: int = 2, scale: float = 1.0) -> str:
+    """A number scaled and formatted with thousands separators and fixed decimals; ``-`` when missing."""
+    if is_missing(value):
+        return NA
+    return f"{float(value) * scale:,.{digits}f}"
+
+
+def fmt_mean_std(values: Sequence[float], digits: int, scale: float = 1.0) -> str:
+    """``mean ± std`` over seeds (sample std, ddof=1); just the mean for one seed; ``-`` for none."""
+    vals = [float(v) * scale for v in values if not is_missing(v)]
+    if not vals:
+        return NA
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return f"{mean:,.{digits}f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+    return f"{mean:,.{digits}f} ± {std:,.{digits}f}"
+
+
+def fmt_change(off: Sequence[float], on: Sequence[float], digits: int, scale: float = 1.0) -> str:
+    """Change of the seed mean that aux training brings: ``on - off`` and, relative to off, in percent."""
+    a = [float(v) * scale for v in off if not is_missing(v)]
+    b = [float(v) * scale for v in on if not is_missing(v)]
+    if not a or not b:
+        return NA
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    delta = mean_b - mean_a
+    rel = f" ({delta / mean_a * 100:+.1f}%)" if mean_a else ""
+    return f"{delta:+,.{digits}f}{rel}"
+
+
+def fmt_ratio(value: Any, reference: Any, times: bool = False) -> str:
+    """``value / reference`` as a percentage (or as ``N.Nx`` when ``times``); ``-`` when missing or reference 0."""
+    if is_missing(value) or is_missing(reference) or not reference:
+        return NA
+    ratio = float(value) / float(reference)
+    return f"{ratio:.1f}x" if times else f"{ratio * 100:.1f}%"
+
+
+def escape_cell(text: Any) -> str:
+    """One markdown table cell: no newlines, no bare ``|``, at most 160 characters."""
+    s = " ".join(str(text).split()).replace("|", "\\|")
+    return s if len(s) <= 160 else s[:157] + "..."
+
+
+def model_profiles(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (the profile columns are the same on each of its rows), in report order."""
+    return frame.drop_duplicates("model", keep="first").set_index("model", drop=False)
+
+
+def profile_failed(row: pd.Series) -> str | None:
+    """The error of a model whose profile failed, else None."""
+    if row.get("prof_status", "ok") != "ok":
+        return f"{row.get('prof_status')}: {row.get('prof_error') or 'unknown error'}"
+    return None
+
+
+def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cost of each deployable model: MACs, MFLOPs, params, weight, peak activation and footprint KB, latency."""
+    rows = []
+    for name, row in model_profiles(frame).iterrows():
+        failed = profile_failed(row)
+        cells = {"model": name}
+        for title, key, scale, digits in COST_COLUMNS:
+            cells[title] = NA if failed else fmt(row.get(key), digits, scale)
+        if failed:
+            cells[COST_COLUMNS[0][0]] = failed
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=["model"] + [c[0] for c in COST_COLUMNS])
+
+
+def ratio_table(frame: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """Each cost as a percentage of the reference model's, measured in the same run; Hz as a multiple of it."""
+    profiles = model_profiles(frame)
+    columns = ["model"] + [c[0] for c in COST_COLUMNS]
+    if reference is None or reference not in profiles.index or profile_failed(profiles.loc[reference]):
+        return pd.DataFrame([], columns=columns)
+    ref = profiles.loc[reference]
+    rows = []
+    for name, row in profiles.iterrows():
+        failed = profile_failed(row)
+        cells = {"model": name}
+        for title, key, _, _ in COST_COLUMNS:
+            cells[title] = NA if failed else fmt_ratio(row.get(key), ref.get(key), times=key == "prof_hz_1t")
+        if failed:
+            cells[COST_COLUMNS[0][0]] = "failed"
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _runs(frame: pd.DataFrame, model: str, aux: bool) -> pd.DataFrame:
+    sel = frame[(frame["model"] == model) & (frame["aux"] == aux)]
+    return sel
+
+
+def _seed_cell(runs: pd.DataFrame) -> str:
+    ok = int((runs["status"] == "ok").sum())
+    return str(ok) if ok == len(runs) else f"{ok}/{len(runs)}"
+
+
+def _failed_cell(runs: pd.DataFrame) -> str | None:
+    """``failed: <error>`` when no run of this group succeeded, else None."""
+    if len(runs) and not (runs["status"] == "ok").any():
+        first = runs.iloc[0]
+        return f"{first['status']}: {first['error'] or 'unknown error'}"
+    return None
+
+
+def accuracy_table(frame: pd.DataFrame, metrics=ACCURACY_METRICS) -> pd.DataFrame:
+    """Per model: each metric without and with aux training (mean ± std over seeds) and the change aux brings.
+
+    Only successful runs enter the statistics; the seeds column says ``ok/planned`` when some failed.
+    """
+    columns = ["model", "seeds off", "seeds on"]
+    for title, *_ in metrics:
+        columns += [f"{title} off", f"{title} on", f"Δ {title}"]
+    rows = []
+    for name in frame["model"].drop_duplicates():
+        off, on = _runs(frame, name, False), _runs(frame, name, True)
+        if not len(off) and not len(on):
+            continue
+        cells: dict[str, str] = {"model": name, "seeds off": _seed_cell(off), "seeds on": _seed_cell(on)}
+        ok_off, ok_on = off[off["status"] == "ok"], on[on["status"] == "ok"]
+        for title, key, scale, digits in metrics:
+            a = ok_off[key].tolist() if key in frame else []
+            b = ok_on[key].tolist() if key in frame else []
+            cells[f"{title} off"] = _failed_cell(off) or fmt_mean_std(a, digits, scale)
+            cells[f"{title} on"] = _failed_cell(on) or fmt_mean_std(b, digits, scale)
+            cells[f"Δ {title}"] = fmt_change(a, b, digits, scale)
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def aux_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Metrics of the auxiliary heads of the aux-trained runs (mean ± std over seeds)."""
+    columns = ["model", "seeds"] + [m[0] for m in AUX_METRICS]
+    rows = []
+    for name in frame["model"].drop_duplicates():
+        on = _runs(frame, name, True)
+        if not len(on):
+            continue
+        ok = on[on["status"] == "ok"]
+        cells = {"model": name, "seeds": _seed_cell(on)}
+        for title, key, scale, digits in AUX_METRICS:
+            cells[title] = _failed_cell(on) or fmt_mean_std(ok[key].tolist() if key in frame else [], digits, scale)
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fmt_diff(value: Any, ours: Any) -> str:
+    """Relative difference of a peer's count from ours, ``+x.x%``."""
+    if is_missing(value) or is_missing(ours) or not ours:
+        return NA
+    return f"{(float(value) - float(ours)) / float(ours) * 100:+.1f}%"
+
+
+def counter_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """MACs of each model by our counter and by the peers (fvcore, thop, torch FlopCounterMode / 2), and how
+    far each peer is from ours."""
+    columns = ["model", "ours MACs (M)"] + [f"{t} (M)" for t, _ in PEER_COUNTERS]
+    columns += [f"{t} vs ours" for t, _ in PEER_COUNTERS]
+    rows = []
+    for name, row in model_profiles(frame).iterrows():
+        failed = profile_failed(row)
+        cells = {"model": name, "ours MACs (M)": failed or fmt(row.get("prof_macs"), 3, 1e-6)}
+        for title, key in PEER_COUNTERS:
+            cells[f"{title} (M)"] = NA if failed else fmt(row.get(key), 3, 1e-6)
+            cells[f"{title} vs ours"] = NA if failed else fmt_diff(row.get(key), row.get("prof_macs"))
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def failures_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every failed stage: profile of a model, or one (model, aux, seed) run, with its error."""
+    rows = []
+    for name, row in model_profiles(frame).iterrows():
+        if profile_failed(row):
+            rows.append({"model": name, "stage": "profile", "error": row.get("prof_error") or row.get("prof_status")})
+    for _, row in frame.iterrows():
+        if row["status"] not in ("ok", "not run"):
+            stage = f"train aux={'on' if row['aux'] else 'off'} seed={row['seed']}"
+            rows.append({"model": row["model"], "stage": stage, "error": f"{row['status']}: {row['error']}"})
+    return pd.DataFrame(rows, columns=["model", "stage", "error"])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A display table as GitHub markdown (tabulate), text kept exactly as formatted, numbers right-aligned."""
+    if table.empty:
+        return "_(none)_"
+    align = ["left"] + ["right"] * (len(table.columns) - 1)
+    body = [[escape_cell(v) for v in row] for row in table.itertuples(index=False)]
+    return tabulate(body, headers=list(table.columns), tablefmt="github", disable_numparse=True, colalign=align)

@@ -1,0 +1,307 @@
+"""The whole pipeline for one suite: profile every deployable model, train each model without and with auxiliary
+tasks over its seeds, evaluate, and build the report (``python bench.py --suite embedded``).
+
+Budgets live in the suite's settings (``architectures/suites.py``)::
+
+    Suite(..., settings={"budgets": {"quick": {"train": {...TrainConfig overrides...},
+                                               "seeds": {"default": 1, "tiny_hand": 3},
+                                               "models": {"some_model": {...per-model overrides...}}}}})
+
+Everything lands in the results store (``<out>/runs/``): effbench.train's run records, one profile per model and
+a manifest of the planned runs (``runs/suite/``), so that ``bench.py report`` rebuilds the report from the store
+alone. A model that fails (raises, NaN) is recorded with its error and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import UsageError, closest
+from effbench.registry import Suite, create_model, get_suite, list_suites, model_info
+from effbench.report.io import write_json_atomic
+from effbench.report.store import MANIFEST, PROFILE_PREFIX, SUITE_DIR
+
+DEFAULT_BUDGET = "quick"
+
+#: Progress-bar weight of profiling one model, in units of :func:`step_weight` (about one step of a tiny model).
+PROFILE_WEIGHT = 60.0
+#: FLOPs per training sample whose step costs as much as the fixed per-step overhead (see :func:`step_weight`).
+STEP_FLOPS_UNIT = 30e6
+
+
+@dataclass
+class SuitePlan:
+    """What a suite run will do: its models, its budget and every training run's config."""
+
+    suite: Suite
+    budget: str
+    models: list[str]
+    train: dict[str, Any]  # the budget's TrainConfig overrides shared by every model
+    seeds: dict[str, int]  # model -> number of seeds (each trained with aux off and on)
+    configs: list[Any] = field(default_factory=list)  # TrainConfig per (model, aux, seed), in run order
+    device: str = "cpu"
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest stored beside the runs (no clock readings: rebuilding the report must not change it)."""
+        return {
+            "suite": self.suite.name,
+            "doc": self.suite.doc,
+            "reference": self.suite.reference,
+            "models": self.models,
+            "budget": self.budget,
+            "train": self.train,
+            "seeds": self.seeds,
+            "device": self.device,
+            "runs": [
+                {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()} for c in self.configs
+            ],
+        }
+
+
+def suite_budgets(suite: Suite) -> dict[str, dict[str, Any]]:
+    """The training budgets a suite defines (``settings["budgets"]``)."""
+    return dict(suite.settings.get("budgets") or {})
+
+
+def plan_suite(
+    suite_name: str,
+    *,
+    budget: str = DEFAULT_BUDGET,
+    seeds: int | None = None,
+    device: str = "cpu",
+    data_cache_dir: str | None = None,
+) -> SuitePlan:
+    """Resolve a suite and a budget into the list of training configs.
+
+    Config precedence, lowest first: TrainConfig defaults, ``settings["train"]``, the budget's ``train``, the
+    budget's ``models[<name>]``, then the arguments here (device, seeds).
+
+    Args:
+        suite_name: A registered suite.
+        budget: A key of the suite's ``settings["budgets"]``.
+        seeds: Seeds per model and aux setting for every model (None: the budget's per-model numbers).
+        device: ``cpu`` or ``cuda``.
+        data_cache_dir: Where generated data splits are cached (not part of any config hash).
+
+    Raises:
+        UsageError: Unknown suite or budget, a suite without budgets, a bad override or seed count.
+    """
+    from effbench.train import TrainConfig
+
+    suite = get_suite(suite_name)
+    budgets = suite_budgets(suite)
+    if not budgets:
+        with_budgets = [s for s in list_suites() if suite_budgets(get_suite(s))]
+        raise UsageError(
+            f"suite {suite_name!r} defines no training budgets (Suite.settings['budgets']); "
+            f"suites that do: {', '.join(with_budgets) or 'none'}"
+        )
+    if budget not in budgets:
+        raise UsageError(f"suite {suite_name!r} has no budget {budget!r}; {closest(budget, budgets)}")
+    if seeds is not None and seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    spec = budgets[budget]
+    base = {**suite.settings.get("train", {}), **spec.get("train", {})}
+    seed_spec = spec.get("seeds", {})
+    models = suite.models()
+    plan = SuitePlan(suite, budget, models, base, {}, device=device)
+    for name in models:
+        n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
+        plan.seeds[name] = n
+        values = {**base, **spec.get("models", {}).get(name, {})}
+        for aux in (False, True):
+            for seed in range(n):
+                cfg = TrainConfig.from_dict({**values, "model": name, "aux": aux, "seed": seed, "device": device})
+                if data_cache_dir is not None:
+                    cfg = cfg.replace(data_cache_dir=data_cache_dir)
+                plan.configs.append(cfg.validate())
+    return plan
+
+
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
+def profile_model(name: str, *, latency: bool = True) -> dict[str, Any]:
+    """Profile a registered model's deployable form; a failure becomes a record with its error, never a raise.
+
+    Returns:
+        The profile record: ``model, status, error, input_shape, profile`` (the flat row), ``reconciliation``
+        (by op type, ours and the peers'), ``peer_notes``, ``by_op``, ``warnings``, and where it ran.
+    """
+    import torch
+
+    import effbench
+    from effbench.train.store import git_commit, machine_info, now_iso
+
+    record: dict[str, Any] = {"model": name, "status": "ok", "error": None}
+    try:
+        info = model_info(name)
+        record["input_shape"] = list(info.input_shape)
+        net = create_model(name)
+        deployable = net.deployable() if hasattr(net, "deployable") else net
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prof = effbench.profile(deployable, info.input_shape, latency=latency, name=name)
+        record["profile"] = prof.as_dict()
+        record["reconciliation"] = prof.reconciliation()
+        record["peer_notes"] = prof.peer_notes()
+        record["by_op"] = [dataclasses.asdict(row) for row in prof.by_op]
+        record["warnings"] = sorted({str(w.message) for w in caught})
+    except Exception as err:  # a model that fails is recorded and the suite goes on
+        record.update(status="failed", error=_error_text(err), traceback=traceback.format_exc(limit=8))
+    record.update(machine=machine_info("cpu"), torch_version=torch.__version__, commit=git_commit(), created=now_iso())
+    return record
+
+
+def step_weight(name: str) -> float:
+    """Relative cost of one training step of a model, for the progress bar's ETA (a model of ~0 FLOPs = 1).
+
+    A step's time is a fixed cost (batch indexing, augmentation, optimiser) plus a part that grows with the
+    model's FLOPs; the constant is a rough fit of per-step times measured on the 2-core development machine.
+    Read from the registry's MACs so that the bar's total is known before anything is profiled.
+    """
+    macs = model_info(name).macs
+    return 1.0 + 2 * macs / STEP_FLOPS_UNIT if macs else 1.0
+
+
+def _fail_record(config: Any, err: BaseException) -> dict[str, Any]:
+    from effbench.train.store import make_record
+
+    return make_record(
+        config.to_dict(), config.hash(), status="failed", error=_error_text(err), metrics={},
+        device=config.device, wall_s=None, steps_per_s=None,
+    )  # fmt: skip
+
+
+@dataclass
+class SuiteResult:
+    """The outcome of :func:`run_suite`."""
+
+    plan: SuitePlan
+    out_dir: Path
+    failed: list[str]  # one line per failed stage
+    report_files: list[Path]
+    wall_s: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every model profiled and trained, 1 when any failed."""
+        return 1 if self.failed else 0
+
+
+def run_suite(
+    suite_name: str,
+    out_dir: str | Path,
+    *,
+    budget: str = DEFAULT_BUDGET,
+    seeds: int | None = None,
+    device: str = "cpu",
+    fresh: bool = False,
+    latency: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SuiteResult:
+    """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
+
+    Finished runs in the store are reused (effbench.train skips them); ``fresh`` deletes the planned runs'
+    records and checkpoints first so that they run again. Profiles are always measured again, so that every
+    latency ratio in the report compares models timed in the same run.
+
+    Args:
+        suite_name: A registered suite with budgets.
+        out_dir: The report folder.
+        budget: Which of the suite's budgets.
+        seeds: Seeds per model and aux setting, for every model (None: the budget's).
+        device: Training device, ``cpu`` or ``cuda`` (profiling and latency are always on the CPU).
+        fresh: Ignore finished runs.
+        latency: Measure latency while profiling.
+        progress: Show one tqdm bar over the whole suite.
+        log: Where one-line messages go.
+
+    Raises:
+        UsageError: For a bad suite, budget or override (before anything runs).
+    """
+    from tqdm.auto import tqdm
+
+    from effbench.report import build_report
+    from effbench.train import run as train_run
+    from effbench.train.store import checkpoint_path, record_path
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    runs_dir = out / "runs"
+    plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=str(out / ".cache"))
+    write_json_atomic(runs_dir / SUITE_DIR / MANIFEST, plan.manifest())
+    if fresh:
+        for cfg in plan.configs:
+            record_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
+            checkpoint_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
+
+    # Work units for the bar: a profile costs PROFILE_WEIGHT, a training step step_weight(model); reused runs are
+    # counted as done up front, so the ETA covers only what is left.
+    done_before = {cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()))}
+    est = {name: step_weight(name) for name in plan.models}
+    total = PROFILE_WEIGHT * len(plan.models) + sum(
+        cfg.steps * est[cfg.model] for cfg in plan.configs if cfg.hash() not in done_before
+    )
+    failed: list[str] = []
+    bar = tqdm(total=round(total), desc=f"suite {suite_name}", unit="u", disable=not progress, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] {postfix}")
+    try:
+        for name in plan.models:
+            bar.set_postfix_str(f"profile {name}")
+            record = profile_model(name, latency=latency)
+            write_json_atomic(runs_dir / SUITE_DIR / f"{PROFILE_PREFIX}{name}.json", record)
+            if record["status"] != "ok":
+                failed.append(f"{name} profile: {record['error']}")
+                bar.write(f"FAILED profile {name}: {record['error']}")
+            bar.update(round(PROFILE_WEIGHT))
+        for cfg in plan.configs:
+            tag = f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
+            bar.set_postfix_str(f"train {tag}" + (f" ({len(failed)} failed)" if failed else ""))
+            weight = est[cfg.model] if cfg.hash() not in done_before else 0.0
+            credit = [0.0]
+
+            def on_step(_steps: int, w: float = weight, credit: list[float] = credit) -> None:
+                credit[0] += w
+                if credit[0] >= 1:
+                    bar.update(int(credit[0]))
+                    credit[0] -= int(credit[0])
+
+            try:
+                record = train_run(cfg, runs_dir, progress=False, on_step=on_step)
+            except Exception as err:  # effbench.train records failures itself; this catches what escapes it
+                record = _fail_record(cfg, err)
+                write_json_atomic(record_path(runs_dir, cfg.hash()), record)
+            if record.get("status") != "ok":
+                failed.append(f"{tag}: {record.get('error')}")
+                bar.write(f"FAILED {tag}: {record.get('error')}")
+        bar.set_postfix_str("report")
+        bar.n = bar.total
+        bar.refresh()
+    finally:
+        bar.close()
+    built = build_report(runs_dir, out)
+    wall = time.perf_counter() - t0
+    log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s; "
+        f"report: {out / 'report.md'}")
+    for line in failed:
+        log(f"failed: {line}")
+    return SuiteResult(plan, out, failed, built["files"], wall)
+
+
+def _finished(path: Path) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
