@@ -9,7 +9,8 @@ From a :class:`~effbench.profiler.trace.Trace` of one batch-1 forward pass:
   writes into that input's buffer. This is also how a BatchNorm folded into the convolution before it behaves:
   the convolution writes the normalised result, and no second buffer exists.
 * Each buffer lives from the op that creates it to its last use (graph liveness, not Python references); the
-  network input is live from the start until its last use, the network outputs until the end.
+  network input is live from the start until its last use, the network outputs until the end. An op output that
+  nothing reads (max-pool indices) is not counted.
 * The live bytes at an op are the buffers live across it (its inputs and outputs included); the peak is their
   maximum, reported with the op and module where it sits. Floating-point elements cost 4 bytes at fp32 and 1 at
   int8; other dtypes (indices) their own size in both.
@@ -90,7 +91,11 @@ def peak_activation(trace: Trace) -> PeakMemory:
                     group_last[r] = max(group_last[r], last[out.storage])
                     break
 
-    roots = [s for s in size if s in active and s not in parent]
+    # An output nothing reads (max-pool indices, a statistic BatchNorm returns beside its result) is never
+    # materialised by a runtime that knows the graph.
+    outputs = {ref.storage for ref in trace.output_refs}
+    dead = {s for s in size if born[s] >= 0 and born[s] == last[s] and s not in outputs}
+    roots = [s for s in size if s in active and s not in parent and s not in dead]
     timeline = [0] * end
     timeline8 = [0] * end
     for s in roots:

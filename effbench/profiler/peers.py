@@ -27,13 +27,14 @@ from effbench.profiler import counting
 
 #: What each peer counts and in what unit; the reconciliation prints these beside the numbers.
 PEER_NOTES: dict[str, str] = {
-    "fvcore": "counts one fused multiply-add as one 'flop' (a MAC, fvcore #69) for conv/linear/matmul, plus "
-    "BatchNorm (2 per element with affine), upsampling and adaptive average pooling; skips activations, add, "
-    "max/avg pooling and softmax (reported as unsupported, counted 0)",
-    "thop": "module hooks, MACs for conv/linear plus BatchNorm (2 per element), activations (1 per element) and "
-    "pooling; blind to functional calls (F.interpolate, x @ w, +) and counts a reused module's last call only",
-    "torch": "torch.utils.flop_counter.FlopCounterMode, FLOPs = 2 x MACs of conv/mm/bmm/addmm/attention only; "
-    "shown here divided by 2; every other op counts 0; bias adds of addmm are not counted",
+    "fvcore": "its 'flop' is one fused multiply-add, a MAC (fvcore #69), for conv/linear/matmul/einsum; it adds "
+    "BatchNorm at 2 per element (affine), upsampling, and adaptive average pooling at 1 per input element; "
+    "activations, add, mul, max/avg pooling and softmax count 0 (fvcore #143, #148)",
+    "thop": "module hooks: MACs of conv/linear, plus BatchNorm/LayerNorm at 4 per element (affine), average "
+    "pooling, upsampling and softmax modules; ReLU/ReLU6 and max pooling count 0; functional calls "
+    "(F.interpolate, x @ w, +) are invisible to it (thop #36)",
+    "torch": "torch.utils.flop_counter.FlopCounterMode, shown divided by 2 (its FLOPs are 2 x MACs): counts only "
+    "conv/mm/bmm/addmm/attention, every other op counts 0, and no bias adds",
 }
 
 #: thop's module types -> our op types.
@@ -207,7 +208,7 @@ def explain(our_by_type: dict[str, tuple[int, int]], peers: dict[str, PeerCount]
         gaps = []
         for cat in counting.CATEGORIES:
             diff = peer.by_type.get(cat, 0) - our_by_type.get(cat, (0, 0))[0]
-            if abs(diff) >= max(1.0, 1e-4 * max(ours, 1)):
+            if abs(diff) >= 1:
                 gaps.append(f"{cat} {diff:+,.0f}")
         rel = (peer.macs - ours) / ours * 100 if ours else 0.0
         where = "; ".join(gaps) if gaps else "no difference by op type"

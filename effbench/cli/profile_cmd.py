@@ -1,0 +1,227 @@
+"""``bench.py profile``: MACs, FLOPs, parameters, bytes, peak activation memory and latency of models.
+
+Registered models are profiled in their deployable form (``model.deployable()`` when they have one) at their
+registry input shape; ``--module pkg.mod:factory`` profiles any importable model factory. MACs and FLOPs follow
+DESIGN.md: a MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one per output element of
+every other arithmetic op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import sys
+from typing import Any
+
+RULE = "MACs: multiply-accumulates of conv/linear/matmul. FLOPs = 2 x MACs + 1 per output element of other ops."
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="MACs, FLOPs, params, memory and latency of models", description=__doc__)
+    src = p.add_argument_group("what to profile (one or more)")
+    src.add_argument("--model", action="append", default=[], metavar="NAME", help="registered model (repeatable)")
+    src.add_argument("--suite", metavar="NAME", help="every model of a registered suite")
+    src.add_argument("--module", metavar="PKG.MOD:FACTORY", help="a callable returning an nn.Module")
+    p.add_argument("--input-shape", metavar="B,C,H,W", help="input shape with batch (default: the model's own)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the flat rows as JSON")
+    out.add_argument("--csv", action="store_true", help="print the flat rows as CSV")
+    p.add_argument("--by-module", action="store_true", help="also print the per-module breakdown")
+    p.add_argument("--depth", type=int, default=3, help="deepest module level --by-module shows (default 3)")
+    p.add_argument("--by-op", action="store_true", help="also print the per-op breakdown and the peer reconciliation")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--no-peers", action="store_true", help="skip fvcore, thop and torch FlopCounterMode")
+    p.set_defaults(run=run)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` or ``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+    from effbench.errors import UsageError
+
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--input-shape {text!r} is not integers separated by commas, e.g. 1,1,120,160") from None
+    if any(d <= 0 for d in shape):
+        raise UsageError(f"--input-shape {text!r} must be positive, batch first, e.g. 1,1,120,160")
+    return shape
+
+
+def load_factory(spec: str) -> Any:
+    """Import ``pkg.mod:factory`` and return the callable, or raise UsageError naming what is wrong."""
+    from effbench.errors import UsageError
+
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise UsageError(f"--module {spec!r} must look like pkg.mod:factory")
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as err:  # ImportError, or the module raising on import
+        raise UsageError(f"--module {spec!r}: cannot import {mod_name!r} ({type(err).__name__}: {err})") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        public = [n for n in dir(module) if not n.startswith("_")]
+        from effbench.errors import closest
+
+        raise UsageError(f"--module {spec!r}: {mod_name} has no {attr!r}; {closest(attr, public)}")
+    if not callable(factory):
+        raise UsageError(f"--module {spec!r}: {attr!r} is a {type(factory).__name__}, not callable")
+    return factory
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[str, Any, tuple[int, ...] | None]]:
+    """(name, builder, default shape) for everything asked for; builders are called later, one at a time."""
+    from effbench import registry
+    from effbench.errors import UsageError
+
+    targets = []
+    names = list(args.model)
+    if args.suite:
+        names += [n for n in registry.get_suite(args.suite).models() if n not in names]
+    for name in names:
+        info = registry.model_info(name)  # raises with the closest names
+        targets.append((name, lambda n=name: _deployable(registry.create_model(n)), info.input_shape))
+    if args.module:
+        factory = load_factory(args.module)
+        if args.input_shape is None:
+            raise UsageError("--module needs --input-shape, e.g. --input-shape 1,3,224,224")
+        targets.append((args.module, lambda: _checked(factory(), args.module), None))
+    if not targets:
+        raise UsageError("nothing to profile: give --model NAME, --suite NAME or --module pkg.mod:factory")
+    return targets
+
+
+def _deployable(model: Any) -> Any:
+    return model.deployable() if hasattr(model, "deployable") else model
+
+
+def _checked(model: Any, spec: str) -> Any:
+    from torch import nn
+
+    from effbench.errors import UsageError
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--module {spec!r} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    from effbench.errors import UsageError
+    from effbench.profiler import profile
+
+    shape_override = parse_shape(args.input_shape) if args.input_shape else None
+    targets = _targets(args)
+    in_suite = bool(args.suite) and len(targets) > 1
+    rows: list[dict[str, Any]] = []
+    profiles = []
+    failed = 0
+    for name, build, default_shape in targets:
+        shape = shape_override or default_shape
+        try:
+            model = build()
+            prof = profile(model, shape, latency=not args.no_latency, peers=not args.no_peers, name=name)
+        except Exception as err:
+            # A model failing inside a suite is recorded and the suite goes on (DESIGN.md); a single model's
+            # bad input is a usage error.
+            if not in_suite:
+                if isinstance(err, UsageError):
+                    raise
+                raise UsageError(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[0][:200]}") from err
+            failed += 1
+            msg = str(err).strip().splitlines()
+            rows.append({"model": name, "error": f"{type(err).__name__}: {msg[0][:200] if msg else ''}"})
+            print(f"error: {name}: {rows[-1]['error']}", file=sys.stderr)
+            continue
+        profiles.append(prof)
+        rows.append(prof.as_dict())
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    elif args.csv:
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(sys.stdout, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(summary_table(rows))
+    if not (args.json or args.csv):
+        for prof in profiles:
+            if args.by_module:
+                print(f"\n{prof.name}: by module (depth <= {args.depth})")
+                print(module_table(prof, args.depth))
+            if args.by_op:
+                print(f"\n{prof.name}: by op")
+                print(op_table(prof))
+                if prof.peers:
+                    print(f"\n{prof.name}: reconciliation with other counters (their figure per op type, in MACs)")
+                    print(reconciliation_table(prof))
+    return 1 if failed else 0
+
+
+def _m(v: float | None, scale: float = 1e6, digits: int = 2) -> str | None:
+    return None if v is None else f"{v / scale:,.{digits}f}"
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The readable table: one line per model, the counting rule underneath."""
+    from tabulate import tabulate
+
+    headers = ["model", "input", "params", "MMACs", "MFLOPs", "weights KB", "peak act KB", "peak at", "ms 1t",
+               "Hz 1t", "ms mt", "fvcore M", "thop M", "torch M", "error"]  # fmt: skip
+    table = []
+    for r in rows:
+        if "error" in r and "macs" not in r:
+            table.append([r["model"]] + [None] * (len(headers) - 2) + [r["error"]])
+            continue
+        table.append([
+            r["model"], r["input_shape"], f"{r['params']:,}", _m(r["macs"]),
+            _m(r["flops"]) + ("+" if r["flops_lower_bound"] else ""),
+            _m(r["weight_bytes_fp32"], 1e3, 1), _m(r["peak_act_bytes_fp32"], 1e3, 1), r["peak_act_op"],
+            None if r["latency_ms_1t"] is None else f"{r['latency_ms_1t']:.2f}",
+            None if r["hz_1t"] is None else f"{r['hz_1t']:.0f}",
+            None if r["latency_ms_mt"] is None else f"{r['latency_ms_mt']:.2f}",
+            _m(r["macs_fvcore"]), _m(r["macs_thop"]), _m(r["macs_torch"]), None,
+        ])  # fmt: skip
+    if not any(row[-1] for row in table):
+        headers, table = headers[:-1], [row[:-1] for row in table]
+    note = RULE + " '+': lower bound (an op had no counting rule). Peak act: fp32, BN folded, liveness."
+    return tabulate(table, headers=headers, disable_numparse=True) + "\n" + note
+
+
+def module_table(prof: Any, depth: int) -> str:
+    """Per-module MACs and FLOPs, indented by depth."""
+    from tabulate import tabulate
+
+    rows = [
+        ["  " * m.depth + (m.name.rsplit(".", 1)[-1] or "<root>"), m.type, m.calls, f"{m.macs:,}", f"{m.flops:,}"]
+        for m in prof.by_module
+        if m.depth <= depth
+    ]
+    return tabulate(rows, headers=["module", "type", "calls", "MACs", "FLOPs"], disable_numparse=True)
+
+
+def op_table(prof: Any) -> str:
+    """Per-aten-op calls, MACs and FLOPs; ops without a counting rule are flagged."""
+    from tabulate import tabulate
+
+    rows = [[r.op, r.op_type, r.calls, f"{r.macs:,}", f"{r.flops:,}", "" if r.supported else "NO RULE (0)"]
+            for r in prof.by_op]  # fmt: skip
+    return tabulate(rows, headers=["op", "type", "calls", "MACs", "FLOPs", ""], disable_numparse=True)
+
+
+def reconciliation_table(prof: Any) -> str:
+    """Our MACs/FLOPs against each peer's figure by op type, and one line per peer explaining the gap."""
+    from tabulate import tabulate
+
+    peers = list(prof.peers)
+    rows = [
+        [r["op_type"], f"{r['macs']:,}", f"{r['flops']:,}"]
+        + [None if r[p] is None else f"{r[p]:,.0f}" for p in peers]
+        for r in prof.reconciliation()
+    ]
+    text = tabulate(rows, headers=["op type", "our MACs", "our FLOPs", *peers], disable_numparse=True)
+    notes = "\n".join(f"- {p}: {note}" for p, note in prof.peer_notes().items())
+    return text + "\n" + notes
