@@ -1,0 +1,9 @@
+"""Depth hand-pose data: the procedural egocentric renderer (``SyntheticHands``), the 2.5D lift, training
+augmentations and a loader for the NYU Hand Pose layout. The skeleton (joint order, keypoint subset, keyposes)
+is in :mod:`effbench.data.skeleton`.
+"""
+
+from effbench.data.dataset import SyntheticHands, default_cache_dir
+from effbench.data.lift import lift_to_2p5d
+
+__all__ = ["SyntheticHands", "default_cache_dir", "lift_to_2p5d"]
