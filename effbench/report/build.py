@@ -135,25 +135,41 @@ def headline(frame: pd.DataFrame, store: Store) -> str | None:
     )
 
 
-def reconciliation_sections(store: Store) -> list[str]:
-    """Per-model reconciliation of our MAC count with the peers', by op type, from the profiles' breakdown.
+#: Reconciliation columns: (profile key, title). Peers are in MACs (torch's FLOPs halved by the profiler).
+RECON_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("op_type", "op type"),
+    ("macs", "ours MACs"),
+    ("flops", "ours FLOPs"),
+    ("fvcore", "fvcore"),
+    ("thop", "thop"),
+    ("torch", "torch (FLOPs / 2)"),
+)
 
-    Each profile may carry ``reconciliation``: a list of flat dicts (one per op type), rendered as they are.
-    The reference model and the suite's first model are shown open, the rest folded.
+
+def reconciliation_sections(store: Store) -> list[str]:
+    """Per model, our MACs and FLOPs beside each peer's figure by op type, then one line per peer saying why.
+
+    Read from the profiles' ``reconciliation`` rows and ``peer_notes``. The reference model and the suite's
+    first model are shown open, the others folded (``<details>``), so the section stays readable.
     """
     out = []
     shown = {store.reference, store.models[0] if store.models else None}
     for name in store.models:
         prof = store.profiles.get(name) or {}
-        rec = prof.get("reconciliation")
-        if not rec:
+        rows = prof.get("reconciliation")
+        if not rows:
             continue
-        table = pd.DataFrame(rec).astype(object).where(pd.DataFrame(rec).notna(), None)
-        body = tables.to_markdown(table.map(lambda v: tables.NA if v is None else v))
-        note = prof.get("reconciliation_note")
-        block = ([note, ""] if note else []) + [body]
+        body = []
+        for row in rows:
+            cells = {}
+            for key, title in RECON_COLUMNS:
+                value = row.get(key)
+                cells[title] = value if key == "op_type" else tables.fmt(value, 0)
+            body.append(cells)
+        block = [tables.to_markdown(pd.DataFrame(body, columns=[t for _, t in RECON_COLUMNS])), ""]
+        block += [f"- {peer}: {note}" for peer, note in sorted((prof.get("peer_notes") or {}).items())]
         if name in shown:
-            out += [f"### {name}", ""] + block + [""]
+            out += [f"#### {name}", ""] + block + [""]
         else:
             out += [f"<details><summary>{name}</summary>", ""] + block + ["", "</details>", ""]
     return out
