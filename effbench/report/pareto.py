@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # headless: no display on CI machines; must precede pyplot's import
 import matplotlib.pyplot as plt  # noqa: E402
@@ -70,15 +71,13 @@ def pareto_front(costs: Sequence[float], errors: Sequence[float]) -> list[int]:
     return front
 
 
-def _overlaps(box: Bbox, others: list[Bbox]) -> float:
-    """Total overlapping area of ``box`` with ``others`` (0 when free)."""
-    total = 0.0
-    for o in others:
-        w = min(box.x1, o.x1) - max(box.x0, o.x0)
-        h = min(box.y1, o.y1) - max(box.y0, o.y0)
-        if w > 0 and h > 0:
-            total += w * h
-    return total
+def _overlaps(box: Bbox, others: np.ndarray) -> float:
+    """Total overlapping area of ``box`` with ``others``, rows of (x0, y0, x1, y1) (0 when free)."""
+    if not len(others):
+        return 0.0
+    w = np.minimum(box.x1, others[:, 2]) - np.maximum(box.x0, others[:, 0])
+    h = np.minimum(box.y1, others[:, 3]) - np.maximum(box.y0, others[:, 1])
+    return float(np.sum(np.clip(w, 0, None) * np.clip(h, 0, None)))
 
 
 def _place_labels(ax, anchors: list[tuple[float, float]], texts: list[str], colors: list, obstacles: list[Bbox]):
@@ -90,7 +89,7 @@ def _place_labels(ax, anchors: list[tuple[float, float]], texts: list[str], colo
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
-    placed: list[Bbox] = []
+    blocked = np.array([b.extents for b in obstacles], dtype=float).reshape(-1, 4)
     pt = fig.dpi / 72.0
     for (x, y), text, color in zip(anchors, texts, colors):
         ann = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", fontsize=8, color=color)
@@ -104,7 +103,7 @@ def _place_labels(ax, anchors: list[tuple[float, float]], texts: list[str], colo
                 ann.xyann = off
                 box = ann.get_window_extent(renderer).padded(1.5 * pt)
                 outside = box.x0 < inside.x0 or box.x1 > inside.x1 or box.y0 < inside.y0 or box.y1 > inside.y1
-                cost = _overlaps(box, obstacles + placed) + (1e9 if outside else 0.0)
+                cost = _overlaps(box, blocked) + (1e9 if outside else 0.0)
                 if best is None or cost < best[0]:
                     best = (cost, off, ann.get_ha(), ann.get_va(), box, radius)
                 if cost == 0:
@@ -118,7 +117,7 @@ def _place_labels(ax, anchors: list[tuple[float, float]], texts: list[str], colo
         if radius > _RADII[1]:
             ax.annotate("", (x, y), xytext=off, textcoords="offset points",
                         arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5, "alpha": 0.6})
-        placed.append(box)
+        blocked = np.vstack([blocked, np.asarray(box.extents, dtype=float)[None]])
 
 
 def plot_pareto(
@@ -194,7 +193,7 @@ def _draw(ax, points: Sequence[Point], models: list[str], color_of: dict) -> Non
         Line2D([], [], marker="o", ls="", mfc="0.3", mec="0.3", label="aux on (arrow: off -> on)"),
         Line2D([], [], ls="--", color="0.35", label="non-dominated front"),
     ]
-    legend = ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.85)
+    legend = ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
     ax.figure.canvas.draw()
     to_px = ax.transData.transform
     obstacles: list[Bbox] = [legend.get_window_extent(ax.figure.canvas.get_renderer())]
