@@ -1,0 +1,89 @@
+"""``bench.py profile``: table, JSON, CSV, breakdowns, and one-line usage errors with exit 2."""
+
+import csv
+import io
+import json
+
+import pytest
+from torch import nn
+
+from effbench import registry
+from effbench.cli import main
+
+
+class _Trained(nn.Module):
+    """A trained form with an auxiliary head; ``deployable()`` drops it."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU())
+        self.aux = nn.Linear(100, 100)
+
+    def forward(self, x):
+        return {"y": self.body(x)}
+
+    def deployable(self):
+        return self.body
+
+
+@pytest.fixture
+def tiny_model():
+    @registry.register_model(input_shape=(1, 1, 6, 6))
+    def _test_profile_tiny(**kw):
+        return _Trained()
+
+    yield "_test_profile_tiny"
+    registry._models.pop("_test_profile_tiny")
+
+
+def test_table(tiny_model, capsys):
+    assert main(["profile", "--model", tiny_model, "--no-latency", "--no-peers", "--by-module", "--by-op"]) == 0
+    out = capsys.readouterr().out
+    assert tiny_model in out and "MMACs" in out and "MFLOPs" in out
+    assert "FLOPs = 2 x MACs" in out  # the counting rule stands under the table
+    assert "by module" in out and "by op" in out and "convolution" in out
+
+
+def test_json_profiles_deployable_form(tiny_model, capsys):
+    assert main(["profile", "--model", tiny_model, "--json", "--no-latency", "--no-peers"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["model"] == tiny_model
+    assert rows[0]["params"] == 4 * 9  # the auxiliary Linear is not part of the deployable form
+    assert rows[0]["macs"] == 4 * 6 * 6 * 9
+    assert rows[0]["latency_ms_1t"] is None
+
+
+def test_csv_with_input_shape_override(tiny_model, capsys):
+    assert main(["profile", "--model", tiny_model, "--input-shape", "1,1,4,4", "--csv", "--no-latency", "--no-peers"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0]["model"] == tiny_model and rows[0]["input_shape"] == "1x1x4x4"
+    assert int(rows[0]["macs"]) == 4 * 4 * 4 * 9
+
+
+def test_module_factory(capsys):
+    args = ["profile", "--module", "torch.nn:Identity", "--input-shape", "1,3,4,4", "--json", "--no-latency"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["model"] == "torch.nn:Identity" and row["macs"] == 0 and row["params"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "mobilenet_v2_100_imagnet"], "closest: mobilenet_v2_100_imagenet"),
+        (["--module", "no_such_pkg.mod:make", "--input-shape", "1,3,8,8"], "cannot import 'no_such_pkg.mod'"),
+        (["--module", "torch.nn:NoSuchLayer", "--input-shape", "1,3,8,8"], "has no 'NoSuchLayer'"),
+        (["--module", "torch:__version__", "--input-shape", "1,3,8,8"], "not callable"),
+        (["--module", "torch.nn:Identity"], "needs --input-shape"),
+        (["--model", "resnet18_imagenet", "--input-shape", "1,5,32,32"], "rejects input shape 1x5x32x32"),
+        (["--model", "resnet18_imagenet", "--input-shape", "1,a,32"], "--input-shape '1,a,32'"),
+        ([], "nothing to profile"),
+    ],
+    ids=["unknown-model", "module-import", "module-attr", "module-not-callable", "module-no-shape", "rejected-shape",
+         "bad-shape", "nothing"],  # fmt: skip
+)
+def test_usage_errors_exit_2(args, message, capsys):
+    assert main(["profile", "--no-latency", "--no-peers", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
