@@ -27,7 +27,7 @@ def make_store(root: Path, seeds: int = 2) -> Path:
                 "model": name, "macs": m, "flops": 2 * m + m // 10, "params": m // 200,
                 "weight_bytes_fp32": 4 * (m // 200), "weight_bytes_int8": m // 200,
                 "peak_act_bytes_fp32": 4 * (m // 1000), "peak_act_bytes_int8": m // 1000,
-                "latency_ms_1t": m / 1e8, "hz_1t": 1e8 / m,
+                "latency_ms_1t": m / 1e8, "hz_1t": 1e11 / m,
                 "macs_fvcore": m * 1.05, "macs_thop": m * 1.1, "macs_torch": float(m),
             }  # fmt: skip
             record = {"model": name, "status": "ok", "error": None, "profile": profile,
@@ -80,3 +80,59 @@ def read_table(markdown: str, heading: str) -> list[dict[str, str]]:
             raise AssertionError(f"no table under {heading!r}")
     header, body = rows[0], rows[2:]  # rows[1] is the |---| separator
     return [dict(zip(header, r)) for r in body]
+
+
+PNGS = ("pareto_mflops.png", "pareto_params.png", "pareto_latency.png", "pareto_footprint.png")
+FILES = ("report.md", "results.csv", "results.json") + PNGS
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    import statistics
+
+    if len(values) == 1:
+        return f"{values[0]:,.{digits}f}"
+    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
+
+
+def check_tables_against_results(out: Path) -> None:
+    """Every row of the cost, accuracy and counter tables of ``out/report.md`` agrees with ``out/results.json``.
+
+    The expected cells are computed here from the JSON rows, independently of effbench.report.tables.
+    """
+    md = (out / "report.md").read_text()
+    rows = json.loads((out / "results.json").read_text())
+    cost = {r["model"]: r for r in read_table(md, "## Cost of the deployable models")}
+    acc = {r["model"]: r for r in read_table(md, "## Accuracy without and with auxiliary tasks")}
+    counters = {r["model"]: r for r in read_table(md, "## Counter cross-check")}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    assert list(cost) == models and list(counters) == models
+    for model in models:
+        mine = [r for r in rows if r["model"] == model]
+        p = mine[0]
+        if p["prof_status"] == "ok":
+            assert cost[model]["MACs (M)"] == f"{p['prof_macs'] / 1e6:,.2f}"
+            assert cost[model]["MFLOPs"] == f"{p['prof_flops'] / 1e6:,.2f}"
+            assert cost[model]["params"] == f"{p['prof_params']:,}"
+            assert cost[model]["weights KB fp32"] == f"{4 * p['prof_params'] / 1e3:,.1f}"
+            assert cost[model]["peak act KB int8"] == f"{p['prof_peak_act_bytes_int8'] / 1e3:,.1f}"
+            footprint = p["prof_weight_bytes_int8"] + p["prof_peak_act_bytes_int8"]
+            assert cost[model]["footprint KB int8"] == f"{footprint / 1e3:,.1f}"
+            if p.get("prof_latency_ms_1t") is not None:
+                assert cost[model]["latency ms 1t"] == f"{p['prof_latency_ms_1t']:,.3f}"
+                assert cost[model]["Hz 1t"] == f"{1e3 / p['prof_latency_ms_1t']:,.0f}"
+            if p.get("prof_macs_thop") is not None:
+                assert counters[model]["thop vs ours"] == f"{(p['prof_macs_thop'] / p['prof_macs'] - 1) * 100:+.1f}%"
+        else:
+            assert cost[model]["MACs (M)"].startswith("failed")
+        for aux, tag in ((False, "off"), (True, "on")):
+            planned = [r for r in mine if r["aux"] is aux]
+            runs = [r for r in planned if r["status"] == "ok"]
+            if not planned:
+                continue
+            if not runs:
+                assert acc[model][f"EPE px {tag}"].startswith("failed")
+                continue
+            assert acc[model][f"seeds {tag}"] == (str(len(runs)) if len(runs) == len(planned) else f"{len(runs)}/{len(planned)}")
+            assert acc[model][f"EPE px {tag}"] == _mean_std([r["test_epe_px"] for r in runs], 2)
+            assert acc[model][f"PCK@5 % {tag}"] == _mean_std([100 * r["test_pck5"] for r in runs], 1)
+            assert acc[model][f"3D err mm {tag}"] == _mean_std([r["test_err3d_mm"] for r in runs], 1)

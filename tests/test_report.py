@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 
 import pytest
 from PIL import Image
@@ -12,9 +11,7 @@ from effbench.cli import main
 from effbench.report import build_report, pareto_front
 from effbench.report.io import write_atomic
 from effbench.report.pareto import PNG_SIZE
-from report_helpers import MODELS, REFERENCE, make_store, read_table
-
-PNGS = ("pareto_mflops.png", "pareto_params.png", "pareto_latency.png", "pareto_footprint.png")
+from report_helpers import FILES, MODELS, PNGS, REFERENCE, check_tables_against_results, make_store, read_table
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def test_pareto_front_hand_made():
 
 def test_every_file_and_png_size(built):
     _, out, result = built
-    for name in ("report.md", "results.csv", "results.json") + PNGS:
+    for name in FILES:
         assert (out / name).is_file(), name
     for name in PNGS:
         with Image.open(out / name) as im:
@@ -75,39 +72,20 @@ def test_cost_table_hand_numbers(built):
     # 10 M MACs; FLOPs = 2 x 10 M + 1 M other = 21 M; 50,000 params -> 200 KB fp32, 50 KB int8; peak 10,000 B int8.
     assert (t["MACs (M)"], t["MFLOPs"], t["params"]) == ("10.00", "21.00", "50,000")
     assert (t["weights KB fp32"], t["weights KB int8"], t["peak act KB int8"]) == ("200.0", "50.0", "10.0")
-    assert (t["footprint KB int8"], t["latency ms 1t"], t["Hz 1t"]) == ("60.0", "0.100", "10")
+    assert (t["footprint KB int8"], t["latency ms 1t"], t["Hz 1t"]) == ("60.0", "0.100", "10,000")
     assert cost["broken_model"]["MACs (M)"].startswith("failed: RuntimeError: broken on purpose | pipe")
     ratio = {r["model"]: r for r in read_table(md, f"## Cost relative to `{REFERENCE}` (same run)")}
-    # 21 / 630 MFLOPs = 3.3%; Hz 10 / (1e8 / 3e8) = 30x.
+    # 21 / 630 MFLOPs = 3.3%; Hz 10,000 / 333.3 = 30x.
     assert (ratio["tiny_hand"]["MFLOPs"], ratio["tiny_hand"]["Hz 1t"]) == ("3.3%", "30.0x")
     assert ratio[REFERENCE]["params"] == "100.0%"
 
 
 def test_tables_match_results_json(built):
     _, out, _ = built
+    check_tables_against_results(out)
     md = (out / "report.md").read_text()
-    rows = json.loads((out / "results.json").read_text())
-    cost = {r["model"]: r for r in read_table(md, "## Cost of the deployable models")}
     acc = {r["model"]: r for r in read_table(md, "## Accuracy without and with auxiliary tasks")}
-    counters = {r["model"]: r for r in read_table(md, "## Counter cross-check")}
-    for model in MODELS:
-        mine = [r for r in rows if r["model"] == model]
-        p = mine[0]
-        if p["prof_status"] == "ok":
-            assert cost[model]["MFLOPs"] == f"{p['prof_flops'] / 1e6:,.2f}"
-            assert cost[model]["params"] == f"{p['prof_params']:,}"
-            assert cost[model]["peak act KB int8"] == f"{p['prof_peak_act_bytes_int8'] / 1e3:,.1f}"
-            assert counters[model]["thop vs ours"] == f"{(p['prof_macs_thop'] / p['prof_macs'] - 1) * 100:+.1f}%"
-        for aux, tag in ((False, "off"), (True, "on")):
-            runs = [r for r in mine if r["aux"] is aux and r["status"] == "ok"]
-            if not runs:
-                assert acc[model][f"EPE px {tag}"].startswith("failed")
-                continue
-            epe = [r["test_epe_px"] for r in runs]
-            assert acc[model][f"EPE px {tag}"] == f"{statistics.mean(epe):.2f} ± {statistics.stdev(epe):.2f}"
-            pck = [100 * r["test_pck5"] for r in runs]
-            assert acc[model][f"PCK@5 % {tag}"] == f"{statistics.mean(pck):.1f} ± {statistics.stdev(pck):.1f}"
-        # tiny_hand: aux lowers every EPE by 0.5 px from 7.05 px: -0.50 (-7.1%).
+    # tiny_hand: aux lowers every EPE by 0.5 px from 7.05 px: -0.50 (-7.1%).
     assert acc["tiny_hand"]["Δ EPE px"] == "-0.50 (-7.1%)"
     failures = read_table(md, "## Failures")
     assert {f["stage"] for f in failures} == {"profile", "train aux=off seed=0", "train aux=off seed=1",
@@ -127,7 +105,7 @@ def test_header_from_records_not_clock(built):
 def test_rebuild_is_byte_identical(built, tmp_path):
     runs, out, _ = built
     assert main(["report", "--runs", str(runs), "--out", str(tmp_path)]) == 0
-    for name in ("report.md", "results.csv", "results.json") + PNGS:
+    for name in FILES:
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
