@@ -269,7 +269,9 @@ def _line_numbers(text: str) -> dict[str, int]:
     """Best-effort line numbers of each entry's header and of the keys inside it (TOML parsers keep none)."""
     lines: dict[str, int] = {}
     current: str | None = None
-    header = re.compile(r'^\s*\[\s*(?:tool\s*\.\s*effbench\s*\.\s*)?budgets(?:\s*\.\s*(?P<name>"[^"]*"|\'[^\']*\'|[^\]\s]+))?\s*\]')
+    # [budgets], [tool.effbench.budgets], and either followed by .name, ."pattern*" or .'pattern*'
+    header = re.compile(r"^\s*\[\s*(?:tool\s*\.\s*effbench\s*\.\s*)?budgets"
+                        r"""(?:\s*\.\s*(?P<name>"[^"]*"|'[^']*'|[^\]\s]+))?\s*\]""")
     any_header = re.compile(r"^\s*\[")
     assignment = re.compile(r'^\s*(?P<key>"[^"]*"|\'[^\']*\'|[A-Za-z0-9_\-]+)\s*=')
     in_budgets = False
