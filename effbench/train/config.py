@@ -1,0 +1,132 @@
+"""The training configuration: defaults in one dataclass, a comment on each field (after nanoGPT's ``GPTConfig``).
+
+Every field that can change a run's numbers is part of the config hash that names the run's results file; a field
+whose metadata says ``hash=False`` (where the data cache lives, how often to checkpoint) cannot change them and is
+left out, so that changing it neither reruns finished work nor orphans a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from effbench.errors import UsageError
+
+BALANCING: tuple[str, ...] = ("fixed", "uncertainty", "gradnorm")
+#: The auxiliary tasks, in the order losses, weights and balancers list them (the keypoint task comes first).
+AUX_TASKS: tuple[str, ...] = ("seg", "vis", "keypose", "hand")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+
+def _nohash(default: Any) -> Any:
+    return field(default=default, metadata={"hash": False})
+
+
+@dataclass
+class TrainConfig:
+    """One training run: the model, the data, the optimisation and the loss balancing.
+
+    The defaults are the budget of a run on a small CPU; suites override them through ``Suite.settings["train"]``
+    and the command line overrides both.
+    """
+
+    # --- what is trained
+    model: str = "tiny_hand"  # registered model name (bench.py list)
+    aux: bool = True  # train the auxiliary heads too (seg, visibility, keypose, handedness); False: keypoints only
+    seed: int = 0  # model initialisation, batch order and augmentation
+
+    # --- optimisation: AdamW, cosine schedule with linear warm-up
+    steps: int = 2000  # optimiser steps (each one batch)
+    batch_size: int = 64  # frames per step
+    lr: float = 3e-3  # peak learning rate, reached after warmup_steps, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.01  # final learning rate as a fraction of lr
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay on conv/linear weights (not on norms, biases, balancer)
+    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    grad_clip: float = 5.0  # clip the global gradient norm to this (0: off); guards the first steps of a tiny net
+
+    # --- loss balancing (see effbench.train.balancing)
+    balancing: str = "fixed"  # "fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)
+    w_keypoints: float = 1.0  # keypoint L1 weight (px units) under "fixed"; the other balancers learn the weights
+    w_seg: float = 1.0  # segmentation (BCE + Dice) weight under "fixed"
+    w_vis: float = 1.0  # visibility BCE weight under "fixed"
+    w_keypose: float = 0.5  # keypose cross-entropy weight under "fixed"
+    w_hand: float = 0.5  # handedness BCE weight under "fixed"
+    seg_dice: bool = True  # add a soft Dice term to the segmentation BCE (hands cover a small part of the frame)
+    gradnorm_alpha: float = 1.5  # GradNorm's asymmetry: how strongly slow tasks are pulled up (paper: 0.12-3)
+
+    # --- data (effbench.data.SyntheticHands)
+    augment: bool = True  # in-plane rotation, scale, translation and depth shift on every training batch
+    train_size: int = 4096  # frames in the training split
+    val_size: int = 256  # frames in the validation split (EPE reported as val_epe_px; 0: skip)
+    test_size: int = 512  # frames in the held-out test split that the metrics come from
+    data_seed: int = 0  # seed of the generated data set (the same for every model, so all see the same frames)
+
+    # --- where and how
+    device: str = "cpu"  # "cpu" | "cuda"; kept in the hash: the same seed gives different numbers on a GPU
+    eval_batch_size: int = 256  # frames per forward pass at evaluation
+    checkpoint_every: int = _nohash(500)  # save a resumable checkpoint every this many steps (0: only at the end)
+    data_cache_dir: str | None = _nohash(None)  # where SyntheticHands caches generated splits (None: no cache)
+
+    def validate(self) -> TrainConfig:
+        """Check every field; return self.
+
+        Raises:
+            UsageError: Naming the bad field, its value and what would be valid.
+        """
+        from effbench.registry import model_info
+
+        model_info(self.model)  # raises with the closest names
+        if self.balancing not in BALANCING:
+            raise UsageError(f"balancing {self.balancing!r} is not one of {', '.join(BALANCING)}")
+        if self.device not in DEVICES:
+            raise UsageError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False; use --device cpu")
+        for name in ("steps", "batch_size", "train_size", "test_size", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lr", "gradnorm_alpha"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "val_size", "checkpoint_every", "weight_decay", "grad_clip", "min_lr_ratio"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("w_keypoints", "w_seg", "w_vis", "w_keypose", "w_hand"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (a saved record's config, a suite's settings); unknown keys are a UsageError."""
+        unknown = sorted(set(values) - set(field_names()))
+        if unknown:
+            from effbench.errors import closest
+
+            raise UsageError(f"unknown config field {unknown[0]!r}; {closest(unknown[0], field_names())}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed; None values are ignored (empty CLI flags keep the default)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def hash(self) -> str:
+        """12 hex digits of SHA-256 over the stable JSON (sorted keys) of the fields that change results."""
+        hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("hash", True)}
+        blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def field_names() -> tuple[str, ...]:
+    """The names of TrainConfig's fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))

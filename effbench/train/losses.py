@@ -1,0 +1,111 @@
+"""The task losses of hand-pose training, each a scalar per batch, with frames and keypoints masked where a label
+does not apply.
+
+Keypoints: L1 on the integral-regression (soft-argmax) keypoints, in **pixels** of the input frame. Pixels rather
+than coordinates normalised by the frame size, because the L1 gradient is the sign of the error: in pixels its size
+is one unit per coordinate whatever the frame size, comparable to the auxiliary losses' gradients at weight 1, and
+the loss value reads directly as "mean error per coordinate, px". L1 rather than L2 is what integral regression
+trains with (Sun et al. 2018, "Integral Human Pose Regression", arXiv 1711.08229): robust to the large errors of
+the first steps. Masked: frames without a hand, and keypoints outside the frame (a soft-argmax cannot leave the
+frame, so those labels would only pull the prediction onto the border). Occluded keypoints inside the frame are
+trained: the model must place them.
+
+Auxiliary: segmentation BCE (+ soft Dice) against the hand mask area-resized to the seg output's size; visibility
+BCE per keypoint; keypose cross-entropy and handedness BCE on frames with a hand only. Frames without a hand train
+segmentation (all background) and visibility (all zero), which is what applies to them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from effbench.data.skeleton import KEYPOINT_SUBSET
+
+_SUBSET_CACHE: dict[torch.device, Tensor] = {}
+
+
+def subset_index(device: torch.device) -> Tensor:
+    """KEYPOINT_SUBSET as a long tensor on ``device`` (cached)."""
+    if device not in _SUBSET_CACHE:
+        _SUBSET_CACHE[device] = torch.tensor(KEYPOINT_SUBSET, dtype=torch.long, device=device)
+    return _SUBSET_CACHE[device]
+
+
+def inside_frame(keypoints: Tensor, height: int, width: int) -> Tensor:
+    """(..., 2) px -> (...) bool: the keypoint lies within the pixel centres' range [0, W-1] x [0, H-1]."""
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+
+
+def keypoint_l1(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Mean absolute error per coordinate (px) over the valid keypoints.
+
+    Args:
+        pred: (B, K, 2) predicted keypoints, px.
+        target: (B, K, 2) labelled keypoints, px.
+        valid: (B, K) bool or 0/1, which keypoints count.
+
+    Returns:
+        A scalar; 0 (still connected to ``pred``) when no keypoint is valid.
+    """
+    w = valid.to(pred.dtype).unsqueeze(-1)
+    return ((pred - target).abs() * w).sum() / (2 * w.sum()).clamp_min(1)
+
+
+def seg_loss(logits: Tensor, mask: Tensor, dice: bool = True) -> Tensor:
+    """BCE with logits (+ soft Dice, per frame, smoothed by 1) against ``mask`` area-resized to the logits' size.
+
+    Args:
+        logits: (B, 1, h, w) hand-mask logits.
+        mask: (B, 1, H, W) 0/1 mask at input resolution.
+        dice: Add ``1 - (2 |p t| + 1) / (|p| + |t| + 1)``, averaged over frames.
+    """
+    if mask.shape[-2:] != logits.shape[-2:]:
+        # Area resize keeps the fraction of hand pixels in each output cell: a soft target at the mask's border.
+        mask = F.interpolate(mask, size=logits.shape[-2:], mode="area")
+    loss = F.binary_cross_entropy_with_logits(logits, mask)
+    if dice:
+        p = torch.sigmoid(logits).flatten(1)
+        t = mask.flatten(1)
+        loss = loss + (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+    return loss
+
+
+def _masked_mean(per_item: Tensor, keep: Tensor) -> Tensor:
+    w = keep.to(per_item.dtype)
+    return (per_item * w).sum() / w.sum().clamp_min(1)
+
+
+def task_losses(out: dict[str, Tensor], batch: dict[str, Tensor], *, aux: bool, seg_dice: bool = True) -> dict[str, Tensor]:
+    """The losses of one batch, keypoints first, then (when ``aux``) seg, vis, keypose, hand.
+
+    Args:
+        out: The model's training-form output (``keypoints``, and with ``aux`` also ``seg``, ``visibility``,
+            ``keypose``, ``handedness``).
+        batch: Stacked data items (``effbench.data`` contract): keypoints_2d, visibility, mask, keypose,
+            handedness, has_hand, depth.
+
+    Returns:
+        Task name -> scalar loss, in the order of ``("keypoints",) + AUX_TASKS``.
+    """
+    idx = subset_index(out["keypoints"].device)
+    height, width = batch["depth"].shape[-2:]
+    has_hand = batch["has_hand"].bool()
+    target = batch["keypoints_2d"].index_select(1, idx)
+    valid = has_hand[:, None] & inside_frame(target, height, width)
+    losses = {"keypoints": keypoint_l1(out["keypoints"], target, valid)}
+    if not aux:
+        return losses
+    losses["seg"] = seg_loss(out["seg"], batch["mask"], dice=seg_dice)
+    losses["vis"] = F.binary_cross_entropy_with_logits(out["visibility"], batch["visibility"].index_select(1, idx))
+    keypose = batch["keypose"]
+    ce = F.cross_entropy(out["keypose"], keypose.clamp_min(0), reduction="none")
+    losses["keypose"] = _masked_mean(ce, keypose >= 0)
+    hand = batch["handedness"]
+    bce = F.binary_cross_entropy_with_logits(
+        out["handedness"].reshape(-1), hand.clamp_min(0).to(out["handedness"].dtype), reduction="none"
+    )
+    losses["hand"] = _masked_mean(bce, hand >= 0)
+    return losses
