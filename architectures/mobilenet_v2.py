@@ -8,8 +8,10 @@ Layer list, width multiplier and channel rounding follow the paper and torchvisi
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from architectures.hand_pose import HandPoseNet, KeypointNet
 from effbench.registry import register_model
 
 # (expansion t, output channels c, repeats n, first stride s), from Table 2 of the paper.
@@ -122,3 +124,106 @@ def _init_weights(module: nn.Module) -> None:
 def mobilenet_v2_100_imagenet(**kwargs) -> MobileNetV2Classifier:
     """MobileNetV2 1.0 for 1000-class ImageNet at 224x224: the published reference for counter checks."""
     return MobileNetV2Classifier(width=1.0, **kwargs)
+
+
+# --- Keypoint variants: 1-channel MobileNetV2 backbone + a light FPN-style keypoint head ------------------------
+
+#: Indices into ``MobileNetV2Backbone.features`` whose outputs the keypoint head taps: the last block at output
+#: stride 4 (stage 2), 8 (stage 3), 16 (stage 5) and the final 1x1 conv at stride 32.
+_TAPS: tuple[int, ...] = (3, 6, 13, 18)
+
+
+class MobileNetV2Encoder(nn.Module):
+    """A 1-channel :class:`MobileNetV2Backbone` run layer by layer, returning the stride 4, 8, 16 and 32 features."""
+
+    def __init__(self, width: float):
+        super().__init__()
+        self.backbone = MobileNetV2Backbone(width, in_channels=1)
+        s = self.backbone.stage_channels
+        #: Channels of the tapped features, shallow to deep.
+        self.channels: tuple[int, ...] = (s[1], s[2], s[4], self.backbone.last_channels)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        feats = []
+        for i, layer in enumerate(self.backbone.features):
+            x = layer(x)
+            if i in _TAPS:
+                feats.append(x)
+        return feats
+
+
+class MobileNetV2KeypointDecoder(nn.Module):
+    """Light FPN-style head from strides 32/16/8/4 back to 1/4 resolution.
+
+    Each step: 1x1 lateral projection of the tapped feature (BN, no activation), bilinear upsampling of the
+    coarser map to its size, add, ReLU. ``width`` channels down to stride 8, where a depthwise-separable 3x3
+    refines; then a 1x1 to ``width // 2`` channels, upsampled to stride 4 and added to the stride-4 lateral, and a
+    second depthwise-separable 3x3. Bilinear upsampling + 1x1/depthwise-separable stages keep the head's MACs a
+    small fraction of the backbone's (see the builders' docstrings for the measured share).
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], width: int = 64):
+        super().__init__()
+        c4, c8, c16, c32 = in_channels
+        half = width // 2
+        self.lat32 = _conv_bn(c32, width, 1, act=False)
+        self.lat16 = _conv_bn(c16, width, 1, act=False)
+        self.lat8 = _conv_bn(c8, width, 1, act=False)
+        self.refine8 = nn.Sequential(_conv_bn(width, width, 3, groups=width), _conv_bn(width, half, 1, act=False))
+        self.lat4 = _conv_bn(c4, half, 1, act=False)
+        self.refine4 = nn.Sequential(_conv_bn(half, half, 3, groups=half), _conv_bn(half, half, 1))
+        self.act = nn.ReLU(inplace=True)
+        self.out_channels = half
+
+    @staticmethod
+    def _up(x: Tensor, like: Tensor) -> Tensor:
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        f4, f8, f16, f32 = feats
+        x = self.act(self.lat16(f16) + self._up(self.lat32(f32), f16))
+        x = self.act(self.lat8(f8) + self._up(x, f8))
+        x = self.refine8(x)
+        x = self.act(self.lat4(f4) + self._up(x, f4))
+        return self.refine4(x)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, 1, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _create_mobilenet_v2(width: float, head_width: int | None = None, **kwargs) -> HandPoseNet:
+    encoder = MobileNetV2Encoder(width)
+    # The head narrows with the backbone (64 channels at width 1.0) so that it stays a small share of it.
+    head_width = head_width or make_divisible(64 * width)
+    decoder = MobileNetV2KeypointDecoder(encoder.channels, head_width)
+    _init_weights(decoder)
+    net = KeypointNet(encoder, decoder, decoder.out_channels, **kwargs)
+    return HandPoseNet(net, encoder_channels=encoder.channels[-1], decoder_channels=decoder.out_channels)
+
+
+@register_model(params=2_319_144, macs=122_819_520)
+def mobilenet_v2_100(**kwargs) -> HandPoseNet:
+    """MobileNetV2 1.0 keypoint baseline, the embedded suite's reference: head 5.5% of the backbone's MACs."""
+    return _create_mobilenet_v2(1.0, **kwargs)
+
+
+@register_model(params=1_424_768, macs=84_385_920)
+def mobilenet_v2_075(**kwargs) -> HandPoseNet:
+    """MobileNetV2 0.75 keypoint baseline: head 5.3% of the backbone's MACs."""
+    return _create_mobilenet_v2(0.75, **kwargs)
+
+
+@register_model(params=732_376, macs=38_918_400)
+def mobilenet_v2_050(**kwargs) -> HandPoseNet:
+    """MobileNetV2 0.5 keypoint baseline: head 6.3% of the backbone's MACs."""
+    return _create_mobilenet_v2(0.5, **kwargs)
+
+
+@register_model(params=428_956, macs=23_035_360)
+def mobilenet_v2_035(**kwargs) -> HandPoseNet:
+    """MobileNetV2 0.35 keypoint baseline: head 6.9% of the backbone's MACs."""
+    return _create_mobilenet_v2(0.35, **kwargs)

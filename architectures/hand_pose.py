@@ -1,0 +1,224 @@
+"""The interface every hand-pose model shares: depth normalisation, integral-regression keypoint head, auxiliary heads.
+
+A model is two modules that share their weights:
+
+* :class:`KeypointNet`, the *deployable* form: depth normalisation, encoder, decoder, a 1x1 heatmap conv and a
+  soft-argmax. ``forward(depth) -> {"keypoints": (B, K, 2) px, "heatmaps": (B, K, H/4, W/4) logits}``. This is what
+  the profiler counts and the gate checks.
+* :class:`HandPoseNet`, the *training* form: the same :class:`KeypointNet` plus :class:`AuxHeads` (hand mask,
+  per-keypoint visibility, keypose, handedness). ``deployable()`` returns its ``net`` attribute, the very same
+  object, so the deployable form shares every weight and holds no auxiliary parameter.
+
+An architecture supplies an encoder (``x -> list of feature maps``, shallow to deep; the last one feeds the
+auxiliary classifiers) and a decoder (``list of feature maps -> one map at 1/4 of the input``).
+
+Why integral regression (soft-argmax) for every model: keypoints come out with sub-pixel precision from a 1/4
+resolution map (an argmax would quantise them to 4 px), training needs one L1 loss, and the decode is part of
+the counted, deployed graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
+
+#: The heatmaps are at 1/4 of the input resolution for every model.
+HEATMAP_STRIDE = 4
+
+
+class DepthNorm(nn.Module):
+    """Fixed affine normalisation of a depth frame in millimetres: ``(depth - center) / scale``.
+
+    A fixed affine (two elementwise ops, counted) rather than a per-frame statistic: a robust per-frame statistic
+    (a median over valid pixels) costs a sort, and the first convolution's BatchNorm adapts to whatever range the
+    data has. Holes (0 mm) map to ``-center / scale``, a value no surface in front of the camera takes, so the
+    network can tell them apart.
+
+    Args:
+        center_mm: Depth mapped to 0 (about where an egocentric camera sees a hand).
+        scale_mm: Depth range mapped to 1.
+    """
+
+    def __init__(self, center_mm: float = 500.0, scale_mm: float = 250.0):
+        super().__init__()
+        self.center_mm = float(center_mm)
+        self.scale_mm = float(scale_mm)
+
+    def forward(self, depth: Tensor) -> Tensor:
+        return (depth - self.center_mm) * (1.0 / self.scale_mm)
+
+    def extra_repr(self) -> str:
+        return f"center_mm={self.center_mm}, scale_mm={self.scale_mm}"
+
+
+class SoftArgmax2d(nn.Module):
+    """Integral regression: softmax over each heatmap, then the expected pixel position.
+
+    Cell ``(i, j)`` of a map at ``1/stride`` resolution stands for the input pixel ``(stride * (j + 0.5) - 0.5,
+    stride * (i + 0.5) - 0.5)`` (the centre of the block of pixels it covers, pixel centres at integers). The
+    expectation is one matmul with a ``(h*w, 2)`` grid, cached per size, dtype and device in a plain attribute
+    (not a buffer, so it is in no state_dict).
+
+    Args:
+        stride: Input pixels per heatmap cell.
+    """
+
+    def __init__(self, stride: int = HEATMAP_STRIDE):
+        super().__init__()
+        self.stride = stride
+        self._grids: dict[tuple, Tensor] = {}
+
+    def grid(self, h: int, w: int, like: Tensor) -> Tensor:
+        """The ``(h*w, 2)`` pixel coordinates (x, y) of the cells of an ``h x w`` map."""
+        key = (h, w, like.dtype, like.device)
+        if key not in self._grids:
+            ys = torch.arange(h, dtype=like.dtype, device=like.device) * self.stride + (self.stride - 1) / 2
+            xs = torch.arange(w, dtype=like.dtype, device=like.device) * self.stride + (self.stride - 1) / 2
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+            self._grids[key] = torch.stack((gx.reshape(-1), gy.reshape(-1)), dim=1)
+        return self._grids[key]
+
+    def forward(self, logits: Tensor) -> Tensor:
+        """Map ``(B, K, h, w)`` logits to ``(B, K, 2)`` keypoints in input pixels."""
+        h, w = logits.shape[-2:]
+        probs = logits.flatten(2).softmax(-1)
+        return probs @ self.grid(h, w, logits)
+
+
+class KeypointNet(nn.Module):
+    """The deployable form: normalisation, encoder, decoder, 1x1 heatmap conv, soft-argmax.
+
+    Args:
+        encoder: ``x (B, 1, H, W) -> list of feature maps``, shallow to deep.
+        decoder: ``list of feature maps -> (B, decoder_channels, H/4, W/4)``.
+        decoder_channels: Channels of the decoder's output.
+        num_keypoints: K.
+        norm: Depth normalisation; :class:`DepthNorm` with its defaults if None.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        decoder_channels: int,
+        num_keypoints: int = NUM_KEYPOINTS,
+        norm: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.norm = norm if norm is not None else DepthNorm()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.heatmap = nn.Conv2d(decoder_channels, num_keypoints, 1)
+        self.softargmax = SoftArgmax2d(HEATMAP_STRIDE)
+        # Small logits at start: near-uniform softmax, keypoints start at the image centre and every cell gets
+        # gradient (a sharp random map would starve all but a few cells).
+        nn.init.normal_(self.heatmap.weight, 0.0, 0.01)
+        nn.init.zeros_(self.heatmap.bias)
+
+    def features(self, depth: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Encoder features (shallow to deep) and the decoder's output."""
+        feats = self.encoder(self.norm(depth))
+        return feats, self.decoder(feats)
+
+    def head(self, decoded: Tensor) -> dict[str, Tensor]:
+        """Heatmap logits and soft-argmax keypoints from the decoder's output."""
+        heatmaps = self.heatmap(decoded)
+        return {"keypoints": self.softargmax(heatmaps), "heatmaps": heatmaps}
+
+    def forward(self, depth: Tensor) -> dict[str, Tensor]:
+        return self.head(self.features(depth)[1])
+
+
+class AuxHeads(nn.Module):
+    """Light auxiliary heads, used in training only.
+
+    ``seg`` is a 1x1 conv on the decoder's output (mask logits at the decoder's 1/4 resolution, so the mask
+    shapes the same features the heatmaps are read from). ``visibility`` (the patent's visibility decoder,
+    trained with BCE), ``keypose`` and ``handedness`` are linear layers on the globally pooled deepest encoder
+    features: light, so the auxiliary tasks must be solved by the shared encoder rather than by their heads.
+
+    Args:
+        encoder_channels: Channels of the deepest encoder feature map.
+        decoder_channels: Channels of the decoder's output.
+        num_keypoints: K.
+    """
+
+    def __init__(self, encoder_channels: int, decoder_channels: int, num_keypoints: int = NUM_KEYPOINTS):
+        super().__init__()
+        self.seg = nn.Conv2d(decoder_channels, 1, 1)
+        self.visibility = nn.Linear(encoder_channels, num_keypoints)
+        self.keypose = nn.Linear(encoder_channels, NUM_KEYPOSES)
+        self.handedness = nn.Linear(encoder_channels, 1)
+
+    def forward(self, deepest: Tensor, decoded: Tensor) -> dict[str, Tensor]:
+        pooled = deepest.mean((2, 3))
+        return {
+            "seg": self.seg(decoded),
+            "visibility": self.visibility(pooled),
+            "keypose": self.keypose(pooled),
+            "handedness": self.handedness(pooled),
+        }
+
+
+class HandPoseNet(nn.Module):
+    """The training form: a :class:`KeypointNet` plus :class:`AuxHeads`.
+
+    ``forward(depth)`` returns ``keypoints`` (B, K, 2) px, ``heatmaps`` (B, K, H/4, W/4), ``seg`` (B, 1, H/4, W/4),
+    ``visibility`` (B, K), ``keypose`` (B, 9) and ``handedness`` (B, 1), all logits but the keypoints.
+
+    Args:
+        net: The deployable network.
+        encoder_channels: Channels of the deepest encoder feature map (the auxiliary classifiers' input).
+        decoder_channels: Channels of the decoder's output (the mask head's input).
+    """
+
+    def __init__(self, net: KeypointNet, encoder_channels: int, decoder_channels: int):
+        super().__init__()
+        self.net = net
+        self.aux = AuxHeads(encoder_channels, decoder_channels, net.heatmap.out_channels)
+
+    @property
+    def num_keypoints(self) -> int:
+        """K, the number of keypoints predicted."""
+        return self.net.heatmap.out_channels
+
+    def forward(self, depth: Tensor) -> dict[str, Tensor]:
+        feats, decoded = self.net.features(depth)
+        out = self.net.head(decoded)
+        out.update(self.aux(feats[-1], decoded))
+        return out
+
+    def deployable(self) -> KeypointNet:
+        """The inference form (backbone + keypoint head): the same module object, so weights are shared."""
+        return self.net
+
+
+def conv_bn(
+    cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
+    """Convolution (no bias, 'same' padding for odd kernels), BatchNorm, optional ReLU."""
+    padding = dilation * (kernel - 1) // 2 if kernel % 2 else 0
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, padding, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def init_weights(module: nn.Module) -> None:
+    """He-normal convolutions (fan out, as torchvision's MobileNetV2), BatchNorm to identity, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,134 @@
+"""Every registered hand-pose model: interface, both forms, gradients, registry metadata; tiny_hand's budget.
+
+Parametrized over the registry (timm's tests/test_models.py), so a new model is tested without anyone adding it.
+The expected params/MACs sit next to each builder (STYLE.md item 3); here every model is rebuilt and profiled.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import effbench
+from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
+from effbench.registry import create_model, list_models, model_info
+
+HAND_POSE_MODELS = [n for n in list_models() if "reference" not in model_info(n).tags]
+AUX_KEYS = {"seg", "visibility", "keypose", "handedness"}
+
+
+def _depth(shape: tuple[int, ...], batch: int = 2) -> torch.Tensor:
+    # Millimetres: a plane at 300-800 mm with some holes (0 = no return), as the camera gives.
+    g = torch.Generator().manual_seed(0)
+    depth = 300 + 500 * torch.rand((batch, *shape[1:]), generator=g)
+    return depth * (torch.rand(depth.shape, generator=g) > 0.1)
+
+
+@pytest.fixture(scope="module")
+def profiles() -> dict[str, effbench.profiler.Profile]:
+    """Deployable-form profile (no latency) of every hand-pose model and of the reference, computed once."""
+    out = {}
+    for name in HAND_POSE_MODELS:
+        info = model_info(name)
+        torch.manual_seed(0)
+        out[name] = effbench.profile(create_model(name).deployable(), info.input_shape, latency=False, peers=False)
+    return out
+
+
+def test_hand_pose_models_registered():
+    assert {"tiny_hand", "mobilenet_v2_100", "mobilenet_v2_035"} <= set(HAND_POSE_MODELS)
+    assert "mobilenet_v2_100_imagenet" not in HAND_POSE_MODELS
+
+
+@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+def test_both_forms_shapes_and_finite(name: str):
+    info = model_info(name)
+    _, _, h, w = info.input_shape
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    depth = _depth(info.input_shape)
+    out = model(depth)
+    assert set(out) == {"keypoints", "heatmaps"} | AUX_KEYS
+    assert out["keypoints"].shape == (2, NUM_KEYPOINTS, 2)
+    assert out["heatmaps"].shape == (2, NUM_KEYPOINTS, h // 4, w // 4)
+    assert out["seg"].shape[:2] == (2, 1) and out["seg"].ndim == 4
+    assert out["visibility"].shape == (2, NUM_KEYPOINTS)
+    assert out["keypose"].shape == (2, NUM_KEYPOSES)
+    assert out["handedness"].shape == (2, 1)
+    model.eval()
+    with torch.no_grad():
+        dep = model.deployable()(depth)
+        full = model(depth)
+    assert set(dep) == {"keypoints", "heatmaps"}
+    # The deployable form is the training form's backbone + keypoint head: same numbers, not a copy.
+    torch.testing.assert_close(dep["keypoints"], full["keypoints"])
+    for key, value in [*out.items(), *dep.items()]:
+        assert torch.isfinite(value).all(), f"{key} has NaN/inf"
+    # Soft-argmax keypoints are a convex combination of cell centres, so they lie inside the frame.
+    kp = dep["keypoints"]
+    assert (kp[..., 0] >= 0).all() and (kp[..., 0] <= w - 1).all()
+    assert (kp[..., 1] >= 0).all() and (kp[..., 1] <= h - 1).all()
+
+
+@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+def test_deployable_has_no_auxiliary_parameters(name: str):
+    model = create_model(name)
+    deploy = model.deployable()
+    dep_ids = {id(p) for p in deploy.parameters()}
+    aux_ids = {id(p) for p in model.aux.parameters()}
+    assert dep_ids.isdisjoint(aux_ids)
+    # Shares the training form's weights: every deployable parameter is one of the model's.
+    assert dep_ids <= {id(p) for p in model.parameters()}
+    assert dep_ids | aux_ids == {id(p) for p in model.parameters()}
+    assert sum(p.numel() for p in deploy.parameters()) == model_info(name).params
+
+
+@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+def test_gradients_reach_every_parameter(name: str):
+    info = model_info(name)
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    out = model(_depth(info.input_shape))
+    g = torch.Generator().manual_seed(1)
+    # A random projection of every output, so no gradient cancels by symmetry.
+    loss = sum((v * torch.randn(v.shape, generator=g)).sum() for v in out.values())
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} gets no gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
+
+
+@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+def test_registry_metadata_matches_rebuild(name: str, profiles):
+    info = model_info(name)
+    assert info.params is not None and info.macs is not None, f"{name} registers no params/macs"
+    assert (profiles[name].params, profiles[name].macs) == (info.params, info.macs)
+
+
+def test_tiny_hand_within_targets(profiles):
+    tiny, ref = profiles["tiny_hand"], profiles["mobilenet_v2_100"]
+    assert tiny.flops <= 35_000_000
+    assert tiny.as_dict()["weight_bytes_fp32"] < 300_000
+    assert tiny.flops <= 0.03 * ref.flops
+    assert tiny.params <= 0.02 * ref.params
+
+
+def test_mobilenet_v2_100_head_share(profiles):
+    # The baseline is fair: its keypoint head adds at most 20% to the backbone's MACs.
+    net = create_model("mobilenet_v2_100").deployable()
+    backbone = effbench.profile(net.encoder.backbone, (1, 1, 120, 160), latency=False, peers=False)
+    head_macs = profiles["mobilenet_v2_100"].macs - backbone.macs
+    assert 0 < head_macs <= 0.20 * backbone.macs
+
+
+def test_soft_argmax_decodes_a_peak_to_its_pixel():
+    # A sharp peak at cell (i, j) of a 1/4-resolution map decodes to the centre of its 4x4 block: 4j + 1.5, 4i + 1.5.
+    from architectures.hand_pose import SoftArgmax2d
+
+    logits = torch.full((1, 2, 30, 40), -1e4)
+    logits[0, 0, 3, 5] = 0.0
+    logits[0, 1, 29, 0] = 0.0
+    kp = SoftArgmax2d(4)(logits)
+    torch.testing.assert_close(kp, torch.tensor([[[21.5, 13.5], [1.5, 117.5]]]))
+    # Uniform logits: the image centre ((160 - 1) / 2, (120 - 1) / 2).
+    torch.testing.assert_close(SoftArgmax2d(4)(torch.zeros(1, 1, 30, 40)), torch.tensor([[[79.5, 59.5]]]))
