@@ -3,7 +3,8 @@ augmentations and a loader for the NYU Hand Pose layout. The skeleton (joint ord
 is in :mod:`effbench.data.skeleton`.
 """
 
+from effbench.data.augment import augment_batch
 from effbench.data.dataset import SyntheticHands, default_cache_dir
 from effbench.data.lift import lift_to_2p5d
 
-__all__ = ["SyntheticHands", "default_cache_dir", "lift_to_2p5d"]
+__all__ = ["SyntheticHands", "augment_batch", "default_cache_dir", "lift_to_2p5d"]

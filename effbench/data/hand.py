@@ -58,6 +58,9 @@ LIMITS_DEG = (
 _FIST = (85.0, 0.0, 100.0, 60.0)
 _STRAIGHT = (0.0, 0.0, 3.0, 3.0)
 _THUMB_TUCKED = (40.0, 5.0, 35.0, 40.0)
+#: Thumb of Ok and Pinch: solved (gradient descent on the forward kinematics of the average hand) so that the thumb
+#: tip touches the index tip of those poses, i.e. the tips are one radius sum (7.5 + 9 mm) apart; a test checks it.
+_THUMB_CONTACT = (1.8, 0.9, 34.8, 52.9)
 #: Keypose templates, degrees, one row per chain (thumb, index, middle, ring, pinky). Each keypose differs from
 #: the others in which fingers are extended, so a classifier can tell them apart from a depth frame.
 TEMPLATES_DEG: dict[str, tuple[tuple[float, float, float, float], ...]] = {
@@ -66,15 +69,13 @@ TEMPLATES_DEG: dict[str, tuple[tuple[float, float, float, float], ...]] = {
     "Finger": (_THUMB_TUCKED, (0.0, -3.0, 3.0, 3.0), _FIST, _FIST, _FIST),
     "Fist": (_THUMB_TUCKED, _FIST, _FIST, _FIST, _FIST),
     "LShape": ((-15.0, 70.0, 0.0, 0.0), (0.0, -3.0, 3.0, 3.0), _FIST, _FIST, _FIST),
-    "Ok": ((20.0, 40.0, 20.0, 20.0), (50.0, -5.0, 55.0, 35.0), (5.0, 2.0, 5.0, 5.0), (5.0, 8.0, 5.0, 5.0),
+    "Ok": (_THUMB_CONTACT, (50.0, -5.0, 55.0, 35.0), (5.0, 2.0, 5.0, 5.0), (5.0, 8.0, 5.0, 5.0),
            (5.0, 18.0, 5.0, 5.0)),
     "OpenHand": ((-10.0, 50.0, 0.0, 0.0), (0.0, -18.0, 3.0, 3.0), (0.0, -4.0, 3.0, 3.0), (0.0, 8.0, 3.0, 3.0),
                  (0.0, 22.0, 3.0, 3.0)),
-    "Pinch": ((20.0, 40.0, 20.0, 20.0), (50.0, -5.0, 55.0, 35.0), _FIST, _FIST, _FIST),
+    "Pinch": (_THUMB_CONTACT, (50.0, -5.0, 55.0, 35.0), _FIST, _FIST, _FIST),
     "Thumb": ((-20.0, 10.0, -5.0, -5.0), _FIST, _FIST, _FIST, _FIST),
 }
-#: Keyposes whose thumb tip touches the index tip; their thumb angles are solved for contact (see _contact_thumb).
-_CONTACT_POSES = ("Ok", "Pinch")
 
 #: Capsules of one hand: index of the chain bone or special part. Order: forearm, wrist, 4 metacarpals, then the
 #: 3 bones of each of the 5 chains; 21 in all. Only the forearm is not "hand" (it is left out of the mask).
@@ -134,31 +135,8 @@ def _limits() -> torch.Tensor:
 
 @functools.lru_cache(maxsize=1)
 def keypose_templates() -> torch.Tensor:
-    """(8, 5, 4) template angles in radians, keyposes in the order of :data:`KEYPOSES` (NoPose excluded).
-
-    The thumb angles of the contact poses (Ok, Pinch) are solved so that the thumb tip touches the index tip of
-    the average hand: a few hundred gradient steps once, cached.
-    """
-    t = torch.tensor([TEMPLATES_DEG[k] for k in KEYPOSES[:NO_POSE]]) * _DEG
-    lengths = torch.tensor(_LENGTHS)[None]
-    bases = torch.tensor(_BASES)[None]
-    lim = _limits()
-    contact = _RADII[0][2] + _RADII[1][2]  # surfaces touch when the tips are one radius sum apart
-    for name in _CONTACT_POSES:
-        k = KEYPOSES.index(name)
-        thumb = t[k, 0].clone().requires_grad_(True)
-        opt = torch.optim.Adam([thumb], lr=0.02)
-        for _ in range(300):
-            ang = torch.cat([thumb[None], t[k, 1:]])[None]
-            j = forward_kinematics(ang, lengths, bases)[0]
-            loss = ((j[4] - j[8]).norm() - contact) ** 2
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                thumb.copy_(thumb.clamp(lim[0, :, 0], lim[0, :, 1]))
-        t[k, 0] = thumb.detach()
-    return t
+    """(8, 5, 4) template angles in radians, keyposes in the order of :data:`KEYPOSES` (NoPose excluded)."""
+    return torch.tensor([TEMPLATES_DEG[k] for k in KEYPOSES[:NO_POSE]]) * _DEG
 
 
 @dataclass(frozen=True)

@@ -77,67 +77,83 @@ def render_capsules(
     ok = (radius > 0) & (nearest > NEAR_MM)
     bw = (x1 - x0 + 1).clamp(min=0)
     bh = (y1 - y0 + 1).clamp(min=0)
-    count = torch.where(ok, bw * bh, 0).reshape(-1)
 
-    zbuf = torch.full((n * num_groups * hw,), float("inf"))
-    total = int(count.sum())
-    if total == 0:
-        return zbuf.reshape(n, num_groups, height, width)
-
-    # Enumerate (capsule, pixel) pairs.
-    cap = torch.repeat_interleave(torch.arange(n * c), count)
-    start = torch.cumsum(count, 0) - count
-    local = torch.arange(total) - start[cap]
-    bw_f = bw.reshape(-1)[cap]
-    py = y0.reshape(-1)[cap] + torch.div(local, bw_f, rounding_mode="floor")
-    px = x0.reshape(-1)[cap] + local - torch.div(local, bw_f, rounding_mode="floor") * bw_f
-    pix = py * width + px
-
-    # Per-capsule constants of the ray-capsule intersection (Inigo Quilez, "capsule - ray intersection"), with the
-    # ray origin at the camera centre: oa = -a.
+    # Ray-capsule intersection (Inigo Quilez, "capsule - ray intersection") with the ray origin at the camera
+    # centre and the unnormalized ray D = ((u - cx) / fx, (v - cy) / fy, 1), whose parameter is the depth itself.
+    # The dot products with D are affine in (xn, yn), so they broadcast from per-capsule constants.
     ba = b - a
     baba = (ba * ba).sum(-1)
     baoa = -(ba * a).sum(-1)
-    oaoa = (a * a).sum(-1)
     r2 = radius * radius
-    c_body = baba * oaoa - baoa * baoa - r2 * baba
-    c_cap_a = oaoa - r2
+    c_body = baba * (a * a).sum(-1) - baoa * baoa - r2 * baba
+    c_cap_a = (a * a).sum(-1) - r2
     c_cap_b = (b * b).sum(-1) - r2
-    params = torch.cat(
-        [ba, a, b, torch.stack([baba, baoa, c_body, c_cap_a, c_cap_b], -1)], -1
-    ).reshape(n * c, 14)[cap]
-    ba_p, a_p, b_p = params[:, 0:3], params[:, 3:6], params[:, 6:9]
-    baba_p, baoa_p, cbody_p, ccapa_p, ccapb_p = params[:, 9:14].unbind(-1)
+    frame = torch.arange(n)[:, None].expand(n, c)
+    base = (frame * num_groups + group) * hw  # start of the capsule's z-buffer
+    consts = torch.stack(
+        [ba[..., 0], ba[..., 1], ba[..., 2], -a[..., 0], -a[..., 1], -a[..., 2], baba, baoa, c_body, c_cap_a, c_cap_b,
+         x0.float(), y0.float(), x1.float(), y1.float(), base.float()],
+        0,
+    ).reshape(16, n * c)
 
-    rays = pixel_rays(height, width, intrinsics)
-    inv_len = rays.norm(dim=-1, keepdim=True).reciprocal()
-    rd_all = rays * inv_len  # unit directions; z component = 1 / |ray| converts ray length to depth
-    rd = rd_all[pix]
+    # Each capsule is ray-cast over a tile at least as large as its bounding box; tiles come in a few sizes (steps
+    # of ~1.4x), and all capsules of one tile size are done at once by broadcasting. Gathering per-pixel capsule
+    # constants instead costs ~10x more per pixel on CPU than the arithmetic, which outweighs the padding.
+    sizes = _TILE_SIZES
+    wi = torch.searchsorted(sizes, bw.reshape(-1))
+    hi = torch.searchsorted(sizes, bh.reshape(-1))
+    key = torch.where(ok.reshape(-1) & (bw.reshape(-1) > 0) & (bh.reshape(-1) > 0), wi * len(sizes) + hi, -1)
+    order = torch.argsort(key, stable=True)
+    keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+    dump = n * num_groups * hw  # an extra z-buffer slot takes the tile pixels that fall off the frame
+    depths, indices = [], []
+    for k, sel in zip(keys.tolist(), torch.split(order, counts.tolist())):
+        if k < 0:
+            continue
+        tw, th = int(sizes[k // len(sizes)]), int(sizes[k % len(sizes)])
+        d, idx = _cast_tiles(consts.index_select(1, sel), tw, th, width, intrinsics, dump)
+        depths.append(d.reshape(-1))
+        indices.append(idx.reshape(-1))
+    zbuf = torch.full((dump + 1,), float("inf"))
+    if depths:
+        zbuf.scatter_reduce_(0, torch.cat(indices), torch.cat(depths), reduce="amin")
+    return zbuf[:-1].reshape(n, num_groups, height, width)
 
-    bard = (ba_p * rd).sum(-1)
-    rdoa = -(a_p * rd).sum(-1)
-    qa = (baba_p - bard * bard).clamp(min=1e-6)
-    qb = baba_p * rdoa - baoa_p * bard
-    h = qb * qb - qa * cbody_p
-    hit = h >= 0
-    sh = h.clamp(min=0).sqrt()
-    t_body = (-qb - sh) / qa
-    y = baoa_p + t_body * bard
-    body = (y > 0) & (y < baba_p)
-    # Caps: the sphere at a when the body hit falls before a, else the sphere at b.
+
+#: Tile edge lengths (px), ~1.4x apart.
+_TILE_SIZES = torch.tensor([1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 180, 256, 362, 512, 1024, 4096])
+
+
+def _cast_tiles(
+    consts: torch.Tensor, tw: int, th: int, width: int, intrinsics: tuple[float, float, float, float], dump: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth (m, th, tw) of m capsules over tiles anchored at their boxes' corners, and their z-buffer indices."""
+    fx, fy, cx, cy = intrinsics
+    bax, bay, baz, nax, nay, naz, baba, baoa, c_body, c_cap_a, c_cap_b, x0, y0, x1, y1, base = (
+        t[:, None, None] for t in consts
+    )
+    xs = x0 + torch.arange(tw, dtype=torch.float32)[None, None, :]  # (m, 1, tw)
+    ys = y0 + torch.arange(th, dtype=torch.float32)[None, :, None]  # (m, th, 1)
+    xn, yn = (xs - cx) / fx, (ys - cy) / fy
+    dd = xn * xn + yn * yn + 1.0  # |D|^2
+    bard = (bax * xn + baz) + bay * yn  # ba . D
+    rdoa = (nax * xn + naz) + nay * yn  # (o - a) . D
+    qa = (baba * dd - bard * bard).clamp(min=1e-6)
+    qb = baba * rdoa - baoa * bard
+    h = qb * qb - qa * c_body
+    t_body = (-qb - h.clamp(min=0).sqrt()) / qa
+    y = baoa + t_body * bard
+    body = (y > 0) & (y < baba)
+    # Caps: the sphere at a when the body hit falls before a, else the sphere at b ((o - b) . D = rdoa - bard).
     use_a = y <= 0
-    oc_dot = torch.where(use_a, -(a_p * rd).sum(-1), -(b_p * rd).sum(-1))
-    h2 = oc_dot * oc_dot - torch.where(use_a, ccapa_p, ccapb_p)
-    t_cap = -oc_dot - h2.clamp(min=0).sqrt()
-    t = torch.where(body, t_body, torch.where(h2 > 0, t_cap, torch.inf))
-    t = torch.where(hit & (t > 0), t, torch.inf)
-    depth = t * rd[:, 2]
-
-    frame = torch.div(cap, c, rounding_mode="floor")
-    grp = group.reshape(-1)[cap]
-    index = (frame * num_groups + grp) * hw + pix
-    zbuf.scatter_reduce_(0, index, depth, reduce="amin")
-    return zbuf.reshape(n, num_groups, height, width)
+    oc_dot = torch.where(use_a, rdoa, rdoa - bard)
+    h2 = oc_dot * oc_dot - dd * torch.where(use_a, c_cap_a, c_cap_b)
+    t_cap = (-oc_dot - h2.clamp(min=0).sqrt()) / dd
+    depth = torch.where(body, t_body, torch.where(h2 > 0, t_cap, torch.inf))
+    inside = (xs <= x1) & (ys <= y1)
+    depth = torch.where((h >= 0) & (depth > 0) & inside, depth, torch.inf)
+    index = torch.where(inside, (base + ys * width + xs).long(), dump)
+    return depth, index
 
 
 def render_planes(

@@ -117,27 +117,25 @@ def _sensor(depth: torch.Tensor, g: torch.Generator, cfg: SceneConfig) -> torch.
     """Apply flying pixels, noise and holes to (B, H, W) clean depth (0 = no return)."""
     n, h, w = depth.shape
     valid = depth > 0
+    # One uniform field drives both flying pixels (low values) and dropouts (high values): the two events are
+    # disjoint, and one draw per pixel instead of three keeps the sensor model cheap.
+    u = torch.rand(n, h, w, generator=g)
     if cfg.flying_pixels:
-        # A pixel on an edge (neighbour more than 30 mm away, or no return) sometimes reads a mix of both sides.
-        pad = F.pad(depth[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-        nb = torch.stack([pad[:, 1:-1, 2:], pad[:, 1:-1, :-2], pad[:, 2:, 1:-1], pad[:, :-2, 1:-1]], 1)
-        pick = torch.randint(0, 4, (n, 1, h, w), generator=g)
-        other = nb.gather(1, pick)[:, 0]
-        edge = valid & ((other - depth).abs() > 30.0)
-        mix = torch.rand(n, h, w, generator=g)
-        fly = edge & (torch.rand(n, h, w, generator=g) < cfg.flying_prob)
-        other = torch.where(other > 0, other, depth + 300.0)  # towards "far" when the neighbour has no return
-        depth = torch.where(fly, depth + mix * (other - depth), depth)
+        # A pixel on a depth edge (its right or lower neighbour more than 30 mm away, or no return) sometimes
+        # reads a mix of both sides, as time-of-flight pixels that see two surfaces do.
+        far = torch.where(valid, depth, depth.amax() + 300.0)
+        right = torch.cat([far[:, :, 1:], far[:, :, -1:]], 2)
+        down = torch.cat([far[:, 1:], far[:, -1:]], 1)
+        other = torch.where((right - far).abs() > (down - far).abs(), right, down)
+        fly = valid & ((other - far).abs() > 30.0) & (u < cfg.flying_prob)
+        depth = torch.where(fly, depth + (u / cfg.flying_prob) * (other - depth), depth)
     if cfg.noise:
         sigma = cfg.noise_a + cfg.noise_b * depth * depth
         depth = torch.where(valid, depth + sigma * torch.randn(n, h, w, generator=g), depth)
-    else:
-        torch.randn(n, h, w, generator=g)  # keep the random stream aligned whatever the switches
     if cfg.holes:
-        drop = torch.rand(n, h, w, generator=g) < cfg.hole_prob
         blobs = torch.rand(n, 1, h // 8 + 1, w // 8 + 1, generator=g)
         blobs = F.interpolate(blobs, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-        depth = torch.where(drop | (blobs > 0.93), 0.0, depth)
+        depth = torch.where((u > 1.0 - cfg.hole_prob) | (blobs > 0.93), 0.0, depth)
     return depth
 
 
