@@ -53,7 +53,8 @@ class ResNet(nn.Module):
         cin = 64
         for i, n in enumerate(layers):
             cout = 64 * 2**i
-            blocks = [BasicBlock(cin if j == 0 else cout, cout, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)]
+            first_stride = 1 if i == 0 else 2  # layer1 keeps the stem's resolution; later stages halve it
+            blocks = [BasicBlock(cin if j == 0 else cout, cout, first_stride if j == 0 else 1) for j in range(n)]
             stages.append(nn.Sequential(*blocks))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

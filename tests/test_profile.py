@@ -9,7 +9,7 @@ from effbench import create_model, profile
 from effbench.profiler import Stats, TimingConfig
 from effbench.registry import model_info
 
-FAST = TimingConfig(warmup_s=0.0, warmup_runs=1, budget_s=0.0, min_runs=3, max_runs=3)
+FAST = TimingConfig(warmup_s=0.0, warmup_runs=1, budget_s=0.0, min_runs=3, min_runs_slow=3, max_runs=3)
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,15 @@ def test_rejected_shape_is_a_usage_error():
         profile(Plain(), (1, 3, 8, 8), latency=False, peers=False)
     with pytest.raises(UsageError, match="positive"):
         profile(Plain(), (1, 0, 8, 8))
+
+
+def test_timed_loop_stops_for_slow_models():
+    import time
+
+    from effbench.profiler.latency import time_fn
+
+    config = TimingConfig(warmup_s=0.0, warmup_runs=1, budget_s=10.0, min_runs=100, max_s=0.05, min_runs_slow=3)
+    stats = time_fn(lambda: time.sleep(0.02), config)
+    # 100 runs would take 2 s; past max_s (0.05 s) the loop stops once it has min_runs_slow runs.
+    assert 3 <= stats.runs <= 5
+    assert stats.median >= 0.02

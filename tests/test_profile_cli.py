@@ -54,7 +54,8 @@ def test_json_profiles_deployable_form(tiny_model, capsys):
 
 
 def test_csv_with_input_shape_override(tiny_model, capsys):
-    assert main(["profile", "--model", tiny_model, "--input-shape", "1,1,4,4", "--csv", "--no-latency", "--no-peers"]) == 0
+    args = ["profile", "--model", tiny_model, "--input-shape", "1,1,4,4", "--csv", "--no-latency", "--no-peers"]
+    assert main(args) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["model"] == tiny_model and rows[0]["input_shape"] == "1x1x4x4"
     assert int(rows[0]["macs"]) == 4 * 4 * 4 * 9

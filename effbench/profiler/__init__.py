@@ -167,7 +167,7 @@ def _breakdowns(trace: trace_mod.Trace) -> tuple[list[OpRow], list[ModuleRow], l
             m[0] += c.macs
             m[1] += c.flops
     by_op = [
-        OpRow(n, counting.category(n) if n not in unsupported else "unsupported", v[0], v[1], v[2], n not in unsupported)
+        OpRow(n, "unsupported" if n in unsupported else counting.category(n), *v, supported=n not in unsupported)
         for n, v in sorted(ops.items(), key=lambda kv: (-kv[1][2], kv[0]))
     ]
     by_module = [

@@ -3,7 +3,8 @@
 DESIGN.md: batch 1, inference mode, after warm-up; median and p90 over enough runs for a stable median, with the
 coefficient of variation; on 1 thread (the embedded-like figure) and on all threads; Hz = 1 / median. The
 defaults keep the cost near one second per small model, so a whole suite profiles in seconds: the median of a
-few dozen runs is stable to a few percent on an idle machine, and the CV says when it was not.
+few dozen runs is stable to a few percent on an idle machine, and the CV says when it was not. A slow model (or a
+busy machine) gets at least 5 timed runs and about a second per thread setting.
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ class Stats:
 class TimingConfig:
     """How long to time one model on one thread setting."""
 
-    warmup_s: float = 0.05  # at least warmup_runs, and at least this long
-    warmup_runs: int = 3
-    budget_s: float = 0.35  # timed loop: at least min_runs, and until this long has passed
+    warmup_s: float = 0.05  # warm up for at least warmup_runs and at least this long...
+    warmup_runs: int = 2
+    budget_s: float = 0.35  # ...then time at least min_runs and until budget_s has passed...
     min_runs: int = 10
+    max_s: float = 1.0  # ...but stop at max_s once min_runs_slow runs are in (a slow model, a busy machine)
+    min_runs_slow: int = 5
     max_runs: int = 500
 
 
@@ -82,14 +85,17 @@ def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> 
     """Warm up, then time ``fn()`` repeatedly; return the Stats of the timed runs."""
     start = time.perf_counter()
     runs = 0
-    while runs < config.warmup_runs or time.perf_counter() - start < config.warmup_s:
+    while runs < config.warmup_runs or (time.perf_counter() - start < config.warmup_s and runs < config.max_runs):
         fn()
         runs += 1
     samples: list[float] = []
     start = time.perf_counter()
-    while len(samples) < config.max_runs and (
-        len(samples) < config.min_runs or time.perf_counter() - start < config.budget_s
-    ):
+    while len(samples) < config.max_runs:
+        elapsed = time.perf_counter() - start
+        if len(samples) >= config.min_runs and elapsed >= config.budget_s:
+            break
+        if len(samples) >= config.min_runs_slow and elapsed >= config.max_s:
+            break
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
