@@ -192,11 +192,11 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 
 def module_table(prof: Any, depth: int) -> str:
-    """Per-module MACs and FLOPs, indented by depth."""
+    """Per-module MACs and FLOPs (submodules included), down to ``depth`` levels below the root."""
     from tabulate import tabulate
 
     rows = [
-        ["  " * m.depth + (m.name.rsplit(".", 1)[-1] or "<root>"), m.type, m.calls, f"{m.macs:,}", f"{m.flops:,}"]
+        [m.name or "<root>", m.type, m.calls, f"{m.macs:,}", f"{m.flops:,}"]
         for m in prof.by_module
         if m.depth <= depth
     ]
