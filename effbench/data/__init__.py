@@ -6,5 +6,6 @@ is in :mod:`effbench.data.skeleton`.
 from effbench.data.augment import augment_batch
 from effbench.data.dataset import SyntheticHands, default_cache_dir
 from effbench.data.lift import lift_to_2p5d
+from effbench.data.nyu import NYUHands
 
-__all__ = ["SyntheticHands", "augment_batch", "default_cache_dir", "lift_to_2p5d"]
+__all__ = ["NYUHands", "SyntheticHands", "augment_batch", "default_cache_dir", "lift_to_2p5d"]

@@ -126,6 +126,8 @@ class SyntheticHands(Dataset):
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.cache_path = root / f"synthetic-{split}-n{self.size}-s{self.seed}-{key}"
         data = None if rebuild else self._load()
+        #: Whether this construction (re)generated the frames rather than reading a valid cache.
+        self.rebuilt = data is None
         if data is None:
             self._build()
             data = self._load()

@@ -198,6 +198,44 @@ def _rotate_about(v: torch.Tensor, axis: torch.Tensor, angle: torch.Tensor) -> t
     return v * c + torch.linalg.cross(axis, v) * s + axis * (axis * v).sum(-1, keepdim=True) * (1 - c)
 
 
+def hand_capsules(
+    joints: torch.Tensor, scale: torch.Tensor, radius_scale: torch.Tensor, back: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The capsules of right hands in the local frame, built on their joints.
+
+    Args:
+        joints: (B, 21, 3) local joints from :func:`forward_kinematics`.
+        scale: (B,) hand scale (palm anchor points scale with it); radius_scale: (B,) factor on every radius.
+        back: (B, 3) unit direction of the forearm from the wrist.
+
+    Returns:
+        caps_a, caps_b (B, 21, 3) end points, radius (B, 21), and joint_radius (B, 21): the radius of the thickest
+        capsule ending at each joint (how far in front of a joint its own surface can be).
+    """
+    n = joints.shape[0]
+    s, rs = scale[:, None, None], radius_scale[:, None]
+    chains = joints[:, 1:].reshape(n, 5, 4, 3)
+    a = chains[:, :, :3].reshape(n, 15, 3)
+    b = chains[:, :, 1:].reshape(n, 15, 3).clone()
+    r_chain = torch.tensor(_RADII).reshape(1, 15) * rs
+    tip_dir = _unit(b[:, 2::3] - a[:, 2::3])
+    b[:, 2::3] = b[:, 2::3] - _TIP_INSET * r_chain[:, 2::3, None] * tip_dir
+    meta_a = torch.tensor(_METACARPAL_BASES)[None] * s
+    wrist_a = torch.tensor(_WRIST_ENDS)[None] * s
+    fore_b = back * 320.0 * s[:, 0]
+    caps_a = torch.cat([torch.zeros(n, 1, 3), wrist_a[:, :1], meta_a, a], 1)
+    caps_b = torch.cat([fore_b[:, None], wrist_a[:, 1:], chains[:, 1:, 0], b], 1)
+    r_meta = torch.tensor(_METACARPAL_RADII)[None] * rs
+    radius = torch.cat([_FOREARM_RADIUS * rs, _WRIST_RADIUS * rs, r_meta, r_chain], 1)
+    # A chain's base joint takes its first bone's radius (the finger MCPs their metacarpal's), the others the bone
+    # that ends there; the wrist the forearm's.
+    rc = r_chain.reshape(n, 5, 3)
+    jr = torch.cat([rc[:, :, :1], rc], dim=2)
+    jr[:, 1:, 0] = r_meta
+    joint_radius = torch.cat([radius[:, :1], jr.reshape(n, 20)], 1)
+    return caps_a, caps_b, radius, joint_radius
+
+
 def sample_hands(
     n: int,
     g: torch.Generator,
@@ -226,40 +264,11 @@ def sample_hands(
     joints = forward_kinematics(angles, lengths, bases)  # (n, 21, 3) local, right hand
     radius_scale = scale[:, :, 0] * _uniform(n, 0.9, 1.1, g)[:, None]  # (n, 1)
 
-    # Capsules in the local frame.
-    chains = joints[:, 1:].reshape(n, 5, 4, 3)
-    a = chains[:, :, :3].reshape(n, 15, 3)
-    b = chains[:, :, 1:].reshape(n, 15, 3).clone()
-    r_chain = torch.tensor(_RADII).reshape(1, 15) * radius_scale
-    tip_dir = _unit(b[:, 2::3] - a[:, 2::3])
-    b[:, 2::3] = b[:, 2::3] - _TIP_INSET * r_chain[:, 2::3, None] * tip_dir
-    meta_a = torch.tensor(_METACARPAL_BASES)[None] * scale
-    meta_b = chains[:, 1:, 0]
-    wrist_a = torch.tensor(_WRIST_ENDS)[None] * scale
-
     # Forearm: from the wrist backwards along the palm, bent by a wrist flexion/deviation.
     flex = _uniform(n, -35.0, 35.0, g) * _DEG
     dev = _uniform(n, -15.0, 15.0, g) * _DEG
     back = torch.stack([torch.sin(dev), -torch.cos(dev) * torch.cos(flex), torch.sin(flex) * torch.cos(dev)], -1)
-    fore_len = 320.0 * scale[:, 0]
-    fore_b = back * fore_len
-
-    caps_a = torch.cat([torch.zeros(n, 1, 3), wrist_a[:, :1].expand(n, 1, 3), meta_a.expand(n, 4, 3), a], 1)
-    caps_b = torch.cat([fore_b[:, None], wrist_a[:, 1:].expand(n, 1, 3), meta_b, b], 1)
-    radius = torch.cat(
-        [
-            torch.full((n, 1), _FOREARM_RADIUS) * radius_scale,
-            torch.full((n, 1), _WRIST_RADIUS) * radius_scale,
-            torch.tensor(_METACARPAL_RADII)[None] * radius_scale,
-            r_chain,
-        ],
-        1,
-    )
-    # Joint radius: wrist = forearm, thumb CMC = thenar bone, MCPs = metacarpal, others = the bone before/after.
-    rc = r_chain.reshape(n, 5, 3)
-    jr = torch.cat([rc[:, :, :1], rc], dim=2)  # base joint takes the first bone's radius, others the bone ending there
-    jr[:, 1:, 0] = torch.tensor(_METACARPAL_RADII)[None] * radius_scale
-    joint_radius = torch.cat([radius[:, :1], jr.reshape(n, 20)], 1)
+    caps_a, caps_b, radius, joint_radius = hand_capsules(joints, scale[:, 0, 0], radius_scale[:, 0], back)
 
     # Mirror left hands (x -> -x in the local frame) before the proper rotation into the camera frame.
     mirror = torch.where(handedness == 0, -1.0, 1.0)[:, None, None]

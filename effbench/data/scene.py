@@ -17,7 +17,7 @@ from effbench.data.render import render_capsules, render_planes
 from effbench.data.skeleton import NUM_JOINTS
 
 #: Bump when anything changes the frames a seed produces: caches of another version are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,31 @@ MAX_OCCLUDERS = 2
 #: A joint counts as visible when the depth at its pixel is within its capsule radius plus this tolerance of its z:
 #: the surface seen there is that joint's own, not something in front (occlusion) or far behind (a gap).
 VISIBILITY_TOL_MM = 6.0
+
+
+def project(points: torch.Tensor, intrinsics: tuple[float, float, float, float]) -> torch.Tensor:
+    """Pinhole projection (..., 3) mm -> (..., 2) px: ``u = fx X / Z + cx``, ``v = fy Y / Z + cy``."""
+    fx, fy, cx, cy = intrinsics
+    return torch.stack([fx * points[..., 0] / points[..., 2] + cx, fy * points[..., 1] / points[..., 2] + cy], -1)
+
+
+def joint_visibility(
+    joints: torch.Tensor, joint_radius: torch.Tensor, depth: torch.Tensor, intrinsics: tuple[float, float, float, float]
+) -> torch.Tensor:
+    """(B, J) bool: the joint projects inside the frame and the surface seen at its nearest pixel is its own.
+
+    Z-test against the clean depth (B, H, W) (0 = no return): visible when ``|depth - z| <= radius + tol``. A
+    surface nearer than that occludes the joint; a farther one (a gap between fingers at a silhouette) means the
+    pixel does not show the joint either, so a visible keypoint always lies on its own finger.
+    """
+    n, h, w = depth.shape
+    kp = project(joints, intrinsics)
+    ui, vi = kp[..., 0].round().long(), kp[..., 1].round().long()
+    inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (joints[..., 2] > 0)
+    flat = vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1)
+    seen = depth.reshape(n, -1).gather(1, flat)
+    seen = torch.where(seen > 0, seen, torch.inf)
+    return inside & ((seen - joints[..., 2]).abs() <= joint_radius + VISIBILITY_TOL_MM)
 
 
 def _u(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -151,7 +176,7 @@ def generate(n: int, g: torch.Generator, cfg: SceneConfig) -> dict[str, torch.Te
     has_hand = torch.rand(n, generator=g) >= cfg.no_hand_prob
 
     joints = hands.joints
-    kp = torch.stack([fx * joints[..., 0] / joints[..., 2] + cx, fy * joints[..., 1] / joints[..., 2] + cy], -1)
+    kp = project(joints, intr)
     target = torch.where(has_hand[:, None], kp[:, 0], torch.tensor([cx, cy]))
     occ_a, occ_b, occ_r = _occluders(n, g, cfg, target, torch.where(has_hand, joints[:, 0, 2], 500.0))
 
@@ -170,13 +195,7 @@ def generate(n: int, g: torch.Generator, cfg: SceneConfig) -> dict[str, torch.Te
     mask = (hand_z < other) & torch.isfinite(hand_z)
     clean = torch.where(clean <= cfg.max_range, clean, 0.0)
 
-    # Visibility: in the frame, and the surface seen at the joint's pixel is the joint's own (z-test).
-    ui, vi = kp[..., 0].round().long(), kp[..., 1].round().long()
-    inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (joints[..., 2] > 0)
-    flat = (vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1))
-    seen = clean.reshape(n, -1).gather(1, flat)
-    seen = torch.where(seen > 0, seen, torch.inf)
-    visible = inside & ((seen - joints[..., 2]).abs() <= hands.joint_radius + VISIBILITY_TOL_MM) & has_hand[:, None]
+    visible = joint_visibility(joints, hands.joint_radius, clean, intr) & has_hand[:, None]
 
     depth = _sensor(clean, g, cfg)
     depth = torch.where((depth > 0) & (depth <= cfg.max_range), depth, 0.0)
