@@ -165,13 +165,12 @@ def find_budgets_file(explicit: str | Path | None = None, cwd: Path | None = Non
         if not path.is_file():
             raise UsageError(f"budgets file {str(path)!r} does not exist")
         return path
-    cwd = cwd or Path.cwd()
     for name in DEFAULT_FILES:
-        path = cwd / name
+        path = cwd / name if cwd is not None else Path(name)  # relative, so messages stay short
         if path.is_file() and (name != "pyproject.toml" or _budgets_table(_parse(path), path) is not None):
             return path
     raise UsageError(f"no budgets found: give --budgets FILE, or add [tool.effbench.budgets] to pyproject.toml "
-                     f"or an effbench.toml in {cwd}")
+                     f"or an effbench.toml in {cwd or Path.cwd()}")
 
 
 def _parse(path: Path) -> dict[str, Any]:
