@@ -235,3 +235,18 @@ def test_text_markdown_json_outputs():
 
 def test_budgets_where_without_line(tmp_path):
     assert Budgets(tmp_path / "x.toml", {}).where("m") == str(tmp_path / "x.toml")
+
+
+def test_project_gates_its_own_models():
+    from pathlib import Path
+
+    from effbench import registry
+
+    root = Path(__file__).resolve().parents[1]
+    budgets = load_budgets(root / "pyproject.toml")
+    resolved = {b.model: b for b in budgets.resolve(registry.list_models())}
+    # The promise: tiny_hand stays <= 35 MFLOPs and < 300 KB (fp32 weights; KB = 1000 bytes).
+    assert resolved["tiny_hand"].limits["max_mflops"] == 35
+    assert resolved["tiny_hand"].limits["max_weight_kb_fp32"] < 300
+    assert resolved["tiny_hand"].latency == "warn"  # CI runners are noisy
+    assert set(resolved) <= set(read_baseline(budgets.baseline)["models"])
