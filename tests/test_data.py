@@ -231,3 +231,15 @@ def test_stale_or_corrupt_cache_is_rebuilt(tmp_path):
     shard.write_bytes(shard.read_bytes()[:100])  # truncated
     assert SyntheticHands("train", 8, seed=1, cache_dir=tmp_path).rebuilt
     assert not SyntheticHands("train", 8, seed=1, cache_dir=tmp_path).rebuilt
+
+
+def test_parallel_generation_gives_the_same_frames():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from effbench.data.dataset import RENDER_BATCH, generate_frames
+
+    cfg = SceneConfig(height=30, width=40)
+    serial = generate_frames(RENDER_BATCH + 8, 7, cfg)
+    with ThreadPoolExecutor(2) as pool:
+        parallel = generate_frames(RENDER_BATCH + 8, 7, cfg, pool)
+    assert all(torch.equal(serial[k], parallel[k]) for k in serial)
