@@ -39,7 +39,8 @@ def test_sphere_depth_and_silhouette():
     assert z[60, 85].item() == pytest.approx(s, abs=1e-2)
     # Image radius 140 * tan(asin(20 / 500)) = 5.60 px: 5 px off the centre is hit, 6 px is not.
     assert torch.isinf(z[60, 86]) and torch.isinf(z[66, 80])
-    assert torch.isfinite(z).sum().item() == sum(1 for dy in range(-6, 7) for dx in range(-6, 7) if dx * dx + dy * dy <= 31)
+    disc = sum(1 for dy in range(-6, 7) for dx in range(-6, 7) if dx * dx + dy * dy <= 31)  # 5.60^2 = 31.4
+    assert torch.isfinite(z).sum().item() == disc
 
 
 def test_capsule_body_depth_is_constant_along_its_axis():
@@ -88,7 +89,8 @@ def test_lift_median_ignores_a_hole_and_falls_back_to_the_nearest_valid_depth():
 def _fist_seen_from_the_back():
     """A right fist, the back of the hand facing the camera, fingers up, palm centre 400 mm away."""
     fist = hand_mod.keypose_templates()[KEYPOSES.index("Fist")][None]
-    local = hand_mod.forward_kinematics(fist, torch.tensor(hand_mod._LENGTHS)[None], torch.tensor(hand_mod._BASES)[None])
+    lengths, bases = torch.tensor(hand_mod._LENGTHS)[None], torch.tensor(hand_mod._BASES)[None]
+    local = hand_mod.forward_kinematics(fist, lengths, bases)
     one = torch.ones(1)
     a, b, r, jr = hand_mod.hand_capsules(local, one, one, torch.tensor([[0.0, -1.0, 0.0]]))
     # Local x -> camera x, local y (forward) -> camera -y (up), local z (dorsal) -> camera -z (towards the camera).

@@ -76,11 +76,14 @@ def _render_chunk(job: tuple[int, int, SceneConfig]) -> dict[str, torch.Tensor]:
     return out
 
 
-def generate_frames(n: int, seed: int, config: SceneConfig, executor: Executor | None = None) -> dict[str, torch.Tensor]:
+def generate_frames(
+    n: int, seed: int, config: SceneConfig, executor: Executor | None = None
+) -> dict[str, torch.Tensor]:
     """``n`` frames from one seed, rendered in independent batches of :data:`RENDER_BATCH`, the item keys stacked
     (N, ...). With an ``executor`` (e.g. :func:`worker_pool`) the batches render in parallel; the frames are the
     same bytes either way."""
-    jobs = [(min(RENDER_BATCH, n - start), chunk_seed(seed, i), config) for i, start in enumerate(range(0, n, RENDER_BATCH))]
+    starts = range(0, n, RENDER_BATCH)
+    jobs = [(min(RENDER_BATCH, n - start), chunk_seed(seed, i), config) for i, start in enumerate(starts)]
     parts = list(executor.map(_render_chunk, jobs)) if executor is not None else [_render_chunk(j) for j in jobs]
     return {k: torch.cat([p[k] for p in parts]) for k in ITEM_KEYS}
 
