@@ -112,9 +112,13 @@ def keypoint_metrics(
     }
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def predict(model: nn.Module, depth: Tensor, batch_size: int) -> dict[str, Tensor]:
-    """Run ``model`` (in eval mode) over ``depth`` (N, 1, H, W) in batches; outputs concatenated along N."""
+    """Run ``model`` (in eval mode) over ``depth`` (N, 1, H, W) in batches; outputs concatenated along N.
+
+    ``no_grad`` rather than ``inference_mode``: a model that caches a tensor made here (a soft-argmax grid) must
+    still be trainable afterwards, and inference tensors cannot be saved for backward.
+    """
     was_training = model.training
     model.eval()
     try:
@@ -147,7 +151,7 @@ def evaluate(model: nn.Module, split: dict[str, Tensor], *, aux: bool, batch_siz
     has_hand = split["has_hand"].bool()
     valid = has_hand[:, None] & inside_frame(target, height, width)
     visible = split["visibility"].index_select(1, idx)
-    with torch.inference_mode():
+    with torch.no_grad():
         pred_3d = lift_to_2p5d(pred, split["depth"], split["intrinsics"])
     metrics = keypoint_metrics(pred, target, pred_3d, split["joints_3d"].index_select(1, idx), visible, valid)
     metrics.update(dict.fromkeys(AUX_METRIC_KEYS))

@@ -13,7 +13,7 @@ import sys
 from effbench.errors import UsageError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("list", "profile", "gate", "run", "report", "data")
+COMMANDS: tuple[str, ...] = ("list", "profile", "train", "gate", "run", "report", "data")
 #: What a bare ``bench.py --suite NAME`` means.
 DEFAULT_COMMAND = "run"
 

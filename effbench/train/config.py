@@ -63,6 +63,7 @@ class TrainConfig:
     val_size: int = 256  # frames in the validation split (EPE reported as val_epe_px; 0: skip)
     test_size: int = 512  # frames in the held-out test split that the metrics come from
     data_seed: int = 0  # seed of the generated data set (the same for every model, so all see the same frames)
+    data_config: dict[str, Any] = field(default_factory=dict)  # SceneConfig overrides, e.g. {"height": 48, "width": 64}
 
     # --- where and how
     device: str = "cpu"  # "cpu" | "cuda"; kept in the hash: the same seed gives different numbers on a GPU
@@ -130,3 +131,16 @@ class TrainConfig:
 def field_names() -> tuple[str, ...]:
     """The names of TrainConfig's fields, in declaration order."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def field_help() -> dict[str, str]:
+    """Each field's trailing comment in this file's source (the CLI's help text), by field name."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):  # no source (frozen or zipped install): flags without help text
+        return {}
+    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$")
+    return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}

@@ -9,6 +9,7 @@ schedule position and every RNG state, so a resumed run takes exactly the steps 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -56,11 +57,13 @@ def load_split(split: str, size: int, config: TrainConfig) -> dict[str, Tensor]:
     """
     from effbench.data import SyntheticHands
 
-    key = (split, size, config.data_seed, config.data_cache_dir)
+    scene = json.dumps(config.data_config, sort_keys=True)
+    key = (split, size, config.data_seed, config.data_cache_dir, scene)
     if key not in _data_cache:
         if not any(k[2:] == key[2:] for k in _data_cache):
             _data_cache.clear()
-        tensors = SyntheticHands(split, size, config.data_seed, cache_dir=config.data_cache_dir).tensors()
+        data = SyntheticHands(split, size, config.data_seed, cache_dir=config.data_cache_dir, **config.data_config)
+        tensors = data.tensors()
         tensors = dict(tensors)
         tensors["mask"] = (tensors["mask"] > 0.5).to(torch.uint8)
         _data_cache[key] = tensors
@@ -113,7 +116,6 @@ def _train(
     config: TrainConfig, out_dir: Path, config_hash: str, progress: bool, on_step: Callable[[int], None] | None
 ) -> dict[str, Any]:
     """Train (or resume, or only evaluate a finished checkpoint) and return the metrics and timings."""
-    from effbench.data import augment_batch
     from effbench.registry import create_model
 
     t_start = time.perf_counter()
@@ -167,6 +169,8 @@ def _train(
 
     final_loss = float("nan")
     if step < config.steps:
+        if config.augment:
+            from effbench.data import augment_batch
         train = _to_device(load_split("train", config.train_size, config), device)
         n_train = len(train["depth"])
         net.train()

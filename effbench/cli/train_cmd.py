@@ -1,0 +1,171 @@
+"""``bench.py train``: train and evaluate one model, or every model of a suite with and without auxiliary tasks.
+
+    python bench.py train --model tiny_hand --aux on --seed 0 --steps 2000 --out runs
+    python bench.py train --suite smoke --seeds 3 --out runs            # every model x aux off/on x seeds 0..2
+    python bench.py train --model mobilenet_v2_100 --device cuda --batch-size 128 --lr 2e-3
+
+Every TrainConfig field has a flag (``--batch-size``, ``--balancing``, ``--augment off`` ...); precedence, lowest
+first: TrainConfig defaults, the suite's ``settings["train"]`` (and ``--budget``'s), the flags. One JSON record per
+run lands in ``--out``, named by the config hash, with the final config inside; finished runs are skipped,
+interrupted ones resume. Exit code 1 when a run failed (the others still run), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+#: Fields with their own flags (or set per run by the suite loop) rather than the generic override flags.
+_SPECIAL = ("model", "aux", "seed")
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def _json_dict(value: str) -> dict:
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"height\": 48}}', got {value!r}") from err
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from effbench.train.config import TrainConfig, field_help
+
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate a model (or a suite) with and without auxiliary tasks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--model", help="a registered model (bench.py list)")
+    what.add_argument("--suite", help="every model of a suite, aux off and on, --seeds seeds each")
+    p.add_argument("--aux", default=None, help="on | off | both (default: on for --model, both for --suite)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, seed .. seed+N-1 (default 1)")
+    p.add_argument("--budget", default=None, help="with --suite: a training budget of the suite's settings (quick, full)")
+    p.add_argument("--out", default="runs", help="results folder (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a terminal)")
+    p.add_argument(
+        "--data-cache", dest="data_cache_dir", default=None, help="where generated data is cached (default: data default)"
+    )
+    overrides = p.add_argument_group("config overrides (TrainConfig fields; default: the config's value)")
+    helps = field_help()
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _SPECIAL or f.name == "data_cache_dir":
+            continue
+        default = getattr(defaults, f.name)
+        kind: Any = _on_off if isinstance(default, bool) else _json_dict if isinstance(default, dict) else type(default)
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        overrides.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar="on|off" if isinstance(default, bool) else "JSON" if isinstance(default, dict) else f.name.upper(),
+            help=f"{helps.get(f.name, '')} (default: {shown})",
+        )
+    p.set_defaults(run=run)
+
+
+def _aux_values(value: str | None, suite: bool) -> tuple[bool, ...]:
+    from effbench.errors import UsageError
+
+    value = value if value is not None else ("both" if suite else "on")
+    choices = {"on": (True,), "off": (False,), "both": (False, True)}
+    if value not in choices:
+        raise UsageError(f"--aux {value!r} is not one of on, off, both")
+    return choices[value]
+
+
+def build_configs(args: argparse.Namespace) -> list[Any]:
+    """The TrainConfigs the arguments ask for, validated.
+
+    Raises:
+        UsageError: Neither or both of --model/--suite, a bad --aux, --seeds < 1, an unknown suite or budget, or
+            an invalid config value.
+    """
+    from effbench.errors import UsageError
+    from effbench.registry import get_suite
+    from effbench.train import TrainConfig
+    from effbench.train.config import field_names
+
+    if not args.model and not args.suite:
+        raise UsageError("give --model NAME or --suite NAME")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.budget and not args.suite:
+        raise UsageError("--budget needs --suite")
+    aux_values = _aux_values(args.aux, bool(args.suite))
+    flags = {n: getattr(args, n) for n in field_names() if n not in _SPECIAL and getattr(args, n, None) is not None}
+    seeds = range(args.seed, args.seed + args.seeds)
+    if args.model:
+        models, base = [args.model], {}
+    else:
+        suite = get_suite(args.suite)
+        models, base = suite.models(), dict(suite.settings.get("train", {}))
+        if args.budget:
+            from effbench.errors import closest
+            from effbench.suite_run import suite_budgets
+
+            budgets = suite_budgets(suite)
+            if args.budget not in budgets:
+                raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
+            base.update(budgets[args.budget].get("train", {}))
+    configs = []
+    for name in models:
+        for aux in aux_values:
+            for seed in seeds:
+                values = {**base, **flags, "model": name, "aux": aux, "seed": seed}
+                configs.append(TrainConfig.from_dict(values).validate())
+    return configs
+
+
+def _summary_row(record: dict[str, Any]) -> list[Any]:
+    cfg, m = record["config"], record["metrics"] or {}
+    return [
+        cfg["model"],
+        "on" if cfg["aux"] else "off",
+        cfg["seed"],
+        record["status"],
+        m.get("epe_px"),
+        m.get("pck5"),
+        m.get("err3d_mm"),
+        record["steps_per_s"],
+        record["config_hash"],
+        (record["error"] or "")[:60],
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from effbench.train import run_many
+
+    configs = build_configs(args)
+    progress = False if args.no_progress else None
+
+    def report(record: dict[str, Any]) -> None:
+        cfg = record["config"]
+        epe = (record["metrics"] or {}).get("epe_px")
+        line = f"{cfg['model']} aux={'on' if cfg['aux'] else 'off'} seed={cfg['seed']}: {record['status']}"
+        line += f", epe {epe:.2f} px" if epe is not None else ""
+        line += f" ({record['error']})" if record["error"] else ""
+        print(line, flush=True)
+
+    records = run_many(configs, args.out, progress=progress, on_record=report if len(configs) > 1 else None)
+    headers = ["model", "aux", "seed", "status", "epe_px", "pck5", "err3d_mm", "steps/s", "config hash", "error"]
+    print(tabulate([_summary_row(r) for r in records], headers=headers, floatfmt=".3f"))
+    print(f"records in {args.out}/")
+    return 1 if any(r["status"] != "ok" for r in records) else 0
