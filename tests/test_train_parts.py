@@ -1,0 +1,172 @@
+"""Training parts without a training run: losses, balancers, the schedule, the config and its hash, the store."""
+
+import math
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from effbench.data.skeleton import KEYPOINT_SUBSET, NUM_KEYPOSES
+from effbench.errors import UsageError
+from effbench.train import TrainConfig, store
+from effbench.train.balancing import FixedWeights, GradNorm, UncertaintyWeighting, last_shared_parameter
+from effbench.train.config import field_help
+from effbench.train.loop import lr_at
+from effbench.train.losses import keypoint_l1, seg_loss, task_losses
+
+K = len(KEYPOINT_SUBSET)
+
+
+def test_keypoint_l1_masked_by_hand():
+    pred = torch.tensor([[[1.0, 2.0], [10.0, 10.0]]])
+    target = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
+    # only the first keypoint counts: (|1| + |2|) / 2 coordinates = 1.5 px
+    assert float(keypoint_l1(pred, target, torch.tensor([[True, False]]))) == pytest.approx(1.5)
+    assert float(keypoint_l1(pred, target, torch.zeros(1, 2, dtype=torch.bool))) == 0.0
+
+
+def test_seg_loss_resizes_the_mask_by_area():
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[0, 0, :2, :2] = 1  # area-resized to 2x2: [[1, 0], [0, 0]]
+    logits = torch.tensor([[[[10.0, -10.0], [-10.0, -10.0]]]])
+    assert float(seg_loss(logits, mask, dice=False)) == pytest.approx(math.log1p(math.exp(-10)), abs=1e-6)
+    # Dice with sigmoid(10) ~ 1 on the single hand cell: 1 - (2*1 + 1) / (1 + 1 + 1) ~ 0
+    assert float(seg_loss(logits, mask, dice=True)) == pytest.approx(math.log1p(math.exp(-10)), abs=1e-3)
+
+
+def _batch_and_output(b=2, h=16, w=20):
+    kp21 = torch.full((b, 21, 2), 5.0)
+    batch = {
+        "depth": torch.full((b, 1, h, w), 500.0),
+        "keypoints_2d": kp21,
+        "visibility": torch.ones(b, 21),
+        "mask": torch.zeros(b, 1, h, w),
+        "keypose": torch.tensor([2] + [-1] * (b - 1)),
+        "handedness": torch.tensor([1] + [-1] * (b - 1)),
+        "has_hand": torch.tensor([True] + [False] * (b - 1)),
+    }
+    out = {
+        "keypoints": torch.full((b, K, 2), 7.0, requires_grad=True),
+        "seg": torch.zeros(b, 1, h // 4, w // 4, requires_grad=True),
+        "visibility": torch.zeros(b, K, requires_grad=True),
+        "keypose": torch.zeros(b, NUM_KEYPOSES, requires_grad=True),
+        "handedness": torch.zeros(b, 1, requires_grad=True),
+    }
+    return batch, out
+
+
+def test_task_losses_train_only_what_applies_to_frames_without_a_hand():
+    batch, out = _batch_and_output()
+    batch["keypoints_2d"][0, KEYPOINT_SUBSET[0]] = torch.tensor([-4.0, 5.0])  # outside the frame: masked
+    losses = task_losses(out, batch, aux=True, seg_dice=False)
+    assert list(losses) == ["keypoints", "seg", "vis", "keypose", "hand"]
+    # keypoints: frame 0 only (frame 1 has no hand), K-1 keypoints inside, each |7-5| = 2 per coordinate
+    assert float(losses["keypoints"].detach()) == pytest.approx(2.0)
+    assert float(losses["vis"].detach()) == pytest.approx(math.log(2))  # logit 0 vs any label: ln 2
+    assert float(losses["keypose"].detach()) == pytest.approx(math.log(NUM_KEYPOSES))  # uniform over 9 classes
+    assert float(losses["hand"].detach()) == pytest.approx(math.log(2))
+    # gradient of the keypose/handedness losses reaches the hand frame only
+    losses["keypose"].backward(retain_graph=True)
+    assert out["keypose"].grad[1].abs().sum() == 0 and out["keypose"].grad[0].abs().sum() > 0
+    # visibility and seg train the no-hand frame too
+    (losses["vis"] + losses["seg"]).backward()
+    assert out["visibility"].grad[1].abs().sum() > 0 and out["seg"].grad[1].abs().sum() > 0
+    assert list(task_losses(out, batch, aux=False)) == ["keypoints"]
+
+
+def test_fixed_and_uncertainty_by_hand():
+    losses = {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}
+    assert float(FixedWeights(("a", "b"), {"a": 1.0, "b": 0.5})(losses)) == pytest.approx(3.5)
+    unc = UncertaintyWeighting(("a", "b"))
+    assert float(unc(losses).detach()) == pytest.approx(5.0)  # s = 0: plain sum
+    with torch.no_grad():
+        unc.log_var.copy_(torch.tensor([math.log(2.0), 0.0]))
+    # exp(-ln 2) * 2 + ln 2 + 3
+    assert float(unc(losses).detach()) == pytest.approx(1 + math.log(2) + 3)
+    # d/ds_a [exp(-s) L + s] = 1 - exp(-s) L = 1 - 1 = 0 at the optimum exp(s_a) = L_a
+    unc(losses).backward()
+    assert unc.log_var.grad[0] == pytest.approx(0.0, abs=1e-6)
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(3, 4)
+        self.shared = nn.Linear(4, 4)
+        self.head_a = nn.Linear(4, 1)
+        self.head_b = nn.Linear(4, 1)
+
+    def forward(self, x):
+        f = torch.relu(self.shared(torch.relu(self.stem(x))))
+        return self.head_a(f), self.head_b(f)
+
+
+def test_gradnorm_pulls_weights_towards_balanced_gradients():
+    torch.manual_seed(0)
+    model = _TwoHeads()
+    x = torch.randn(16, 3)
+    a, b = model(x)
+    losses = {"a": a.pow(2).mean(), "b": 100 * b.pow(2).mean()}  # b's gradients are ~100x larger
+    assert last_shared_parameter(model, losses) is model.shared.weight
+    gn = GradNorm(("a", "b"), alpha=1.5, shared=model.shared.weight)
+    opt = torch.optim.SGD(gn.parameters(), lr=0.01)
+    total = gn(losses)
+    assert torch.equal(gn.initial, torch.stack([losses["a"], losses["b"]]).detach())
+    # the network's part is the weighted sum with weights 1: the returned loss exceeds it by the GradNorm term
+    assert float(total.detach()) > float((losses["a"] + losses["b"]).detach())
+    total.backward()
+    assert gn.w.grad[1] > 0 > gn.w.grad[0]  # shrink the loud task, grow the quiet one
+    opt.step()
+    gn.after_step()
+    assert float(gn.w.sum()) == pytest.approx(2.0)
+    assert gn.w[0] > 1 > gn.w[1]
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 110)]
+    assert all(x >= y for x, y in zip(lrs, lrs[1:]))
+
+
+def test_config_hash_and_validation():
+    cfg = TrainConfig()
+    assert cfg.hash() == TrainConfig().hash() and len(cfg.hash()) == 12
+    # fields that cannot change results are not hashed; the device is
+    assert cfg.replace(checkpoint_every=7, data_cache_dir="/x").hash() == cfg.hash()
+    assert cfg.replace(device="cuda").hash() != cfg.hash()
+    assert cfg.replace(seed=1).hash() != cfg.hash()
+    assert cfg.replace(seed=None) == cfg  # None keeps the default (empty CLI flag)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(UsageError, match="unknown config field 'stepz'; closest: steps"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(UsageError, match="steps must be > 0, got 0"):
+        TrainConfig(steps=0).validate()
+    with pytest.raises(UsageError, match="balancing 'magic'"):
+        TrainConfig(balancing="magic").validate()
+    with pytest.raises(UsageError, match="unknown model"):
+        TrainConfig(model="tiny_hnd").validate()
+    assert field_help()["lr"].startswith("peak learning rate")
+
+
+def test_store_atomic_json_record_and_weights_only(tmp_path):
+    store.write_json(tmp_path / "r.json", {"a": 1})
+    assert store.read_json(tmp_path / "r.json") == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+    with pytest.raises(ValueError):
+        store.write_json(tmp_path / "r.json", {"a": float("nan")})  # not JSON: refused, old file kept
+    assert store.read_json(tmp_path / "r.json") == {"a": 1}
+    rec = store.make_record({}, "h", status="ok", error=None, metrics={}, device="cpu", wall_s=1.0, steps_per_s=2.0)
+    assert tuple(rec) == store.RECORD_KEYS
+    assert rec["machine"]["cores"] >= 1 and rec["machine"]["cpu"]
+    assert rec["torch_version"] == torch.__version__
+    assert store.git_commit(tmp_path) is None  # not a repository
+    # A checkpoint holding an arbitrary object does not load: weights_only refuses to run its code.
+    store.save_checkpoint(tmp_path / "bad.pt", {"x": _TwoHeads()})
+    with pytest.raises(pickle.UnpicklingError):
+        store.load_checkpoint(tmp_path / "bad.pt")
