@@ -88,10 +88,21 @@ class GradNorm(Balancer):
     def __init__(self, tasks: tuple[str, ...], alpha: float, shared: Tensor | None = None):
         super().__init__(tasks)
         self.alpha = alpha
-        self.shared = shared  # a reference, not a parameter of the balancer: set once the model is known
+        self._shared: list[Tensor] = []  # in a list: a Parameter assigned to a Module attribute would become its own
+        if shared is not None:
+            self.set_shared(shared)
         self.w = nn.Parameter(torch.ones(len(self.tasks)))
         # L_i(0): the losses of the first step, NaN until then (a buffer, so that a resumed run keeps it).
         self.register_buffer("initial", torch.full((len(self.tasks),), float("nan")))
+
+    @property
+    def shared(self) -> Tensor | None:
+        """The last shared layer's weight (the model's, not a parameter of the balancer); None until set."""
+        return self._shared[0] if self._shared else None
+
+    def set_shared(self, weight: Tensor) -> None:
+        """Name the model's last shared layer weight (see :func:`last_shared_parameter`)."""
+        self._shared[:] = [weight]
 
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         if self.shared is None:

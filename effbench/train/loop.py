@@ -190,7 +190,7 @@ def _train(
                 out = net(batch["depth"])
                 losses = task_losses(out, batch, aux=config.aux, seg_dice=config.seg_dice)
                 if isinstance(balancer, GradNorm) and balancer.shared is None:
-                    balancer.shared = last_shared_parameter(net, losses)
+                    balancer.set_shared(last_shared_parameter(net, losses))
                 loss = balancer(losses)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -1,0 +1,170 @@
+"""Training runs end to end on the real SyntheticHands and the registered tiny_hand, at 48 x 64 to stay quick:
+overfitting, determinism, resume after a kill, skipping finished runs, NaN failures, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from effbench import registry
+from effbench.cli import main
+from effbench.errors import UsageError
+from effbench.evaluate import evaluate
+from effbench.train import TrainConfig, run, run_many, store
+from effbench.train.loop import load_split
+
+SMALL = {"height": 48, "width": 64}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The test machine's cores are shared: two OpenMP threads contending with other processes are many times
+    # slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("data-cache"))
+
+
+def small(cache, **kw) -> TrainConfig:
+    values = dict(
+        model="tiny_hand", steps=20, batch_size=8, lr=1e-2, warmup_steps=5, train_size=16, val_size=8, test_size=8,
+        data_config=SMALL, data_cache_dir=cache, checkpoint_every=10,
+    )
+    return TrainConfig(**{**values, **kw})
+
+
+def test_overfits_a_handful_of_frames(cache, tmp_path):
+    cfg = small(cache, aux=False, augment=False, train_size=4, batch_size=4, steps=150, warmup_steps=10,
+                weight_decay=0.0, val_size=0, checkpoint_every=0)
+    record = run(cfg, tmp_path, progress=False)
+    assert record["status"] == "ok", record["error"]
+    model = registry.create_model("tiny_hand")
+    model.load_state_dict(store.load_checkpoint(store.checkpoint_path(tmp_path, cfg.hash()))["model"])
+    train = load_split("train", cfg.train_size, cfg)
+    metrics = evaluate(model.deployable(), {**train, "mask": train["mask"].float()}, aux=False)
+    assert metrics["epe_px"] < 1.0
+
+
+class _Kill(BaseException):
+    """Stands for the process being killed: not an Exception, so the run does not record it as a failure."""
+
+
+def test_resume_after_kill_equals_uninterrupted_and_same_seed_same_metrics(cache, tmp_path, monkeypatch):
+    # GradNorm, aux tasks and augmentation: every piece of state a checkpoint must carry is in play.
+    cfg = small(cache, aux=True, balancing="gradnorm", augment=True)
+    straight = run(cfg, tmp_path / "a", progress=False)
+    again = run(cfg, tmp_path / "b", progress=False)
+    assert straight["status"] == again["status"] == "ok"
+    assert again["metrics"] == straight["metrics"]  # determinism: same seed, same machine, same numbers
+
+    def kill_at_13(step):
+        if step == 13:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run(cfg, tmp_path / "c", progress=False, on_step=kill_at_13)
+    assert not store.record_path(tmp_path / "c", cfg.hash()).exists()
+    assert store.load_checkpoint(store.checkpoint_path(tmp_path / "c", cfg.hash()))["step"] == 10
+
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw.get("weights_only")) or real_load(*a, **kw))
+    resumed = run(cfg, tmp_path / "c", progress=False)
+    assert loads == [True]
+    assert resumed["status"] == "ok"
+    assert resumed["metrics"] == straight["metrics"]
+    assert set(resumed["metrics"]) >= {"epe_px", "mask_iou", "vis_f1", "keypose_acc", "handedness_acc"}
+    assert resumed["metrics"]["mask_iou"] is not None
+
+
+def test_finished_run_is_skipped(cache, tmp_path):
+    cfg = small(cache, aux=False, steps=4, checkpoint_every=0, val_size=0)
+    first = run(cfg, tmp_path, progress=False)
+    assert first["status"] == "ok"
+    assert tuple(first) == store.RECORD_KEYS
+    assert first["config"] == cfg.to_dict() and first["config_hash"] == cfg.hash()
+    assert first["steps_per_s"] > 0 and first["wall_s"] > 0 and first["commit"]
+    assert first["metrics"]["mask_iou"] is None  # no aux: no aux metrics
+
+    def must_not_train(step):
+        raise AssertionError("a finished run trained again")
+
+    assert run(cfg, tmp_path, progress=False, on_step=must_not_train) == first
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{cfg.hash()}.json"]
+
+
+@pytest.fixture
+def nan_model():
+    """A registered model whose keypoints are NaN: its loss is NaN at the first step."""
+
+    @registry.register_model
+    def _test_nan_hand(**kwargs):
+        model = registry.create_model("tiny_hand")
+        model.net.softargmax.register_forward_hook(lambda mod, inp, out: out * float("nan"))
+        return model
+
+    yield "_test_nan_hand"
+    registry._models.pop("_test_nan_hand")
+
+
+def test_nan_loss_fails_the_run_and_the_suite_goes_on(cache, tmp_path, nan_model):
+    bad = small(cache, model=nan_model, aux=False, steps=3, val_size=0)
+    good = small(cache, aux=False, steps=3, val_size=0)
+    records = run_many([bad, good], tmp_path, progress=False)
+    assert [r["status"] for r in records] == ["failed", "ok"]
+    assert records[0]["error"] == "NonFiniteLoss: loss became nan at step 1"
+    assert all(v is None for v in records[0]["metrics"].values())
+    assert store.read_json(store.record_path(tmp_path, bad.hash()))["status"] == "failed"
+
+
+def test_run_many_validates_every_config_before_running(tmp_path):
+    with pytest.raises(UsageError, match="steps must be > 0"):
+        run_many([TrainConfig(steps=5), TrainConfig(steps=0)], tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "tiny_hand", "--aux", "maybe"], "--aux 'maybe' is not one of on, off, both"),
+        (["--model", "tiny_hand", "--steps", "0"], "steps must be > 0, got 0"),
+        (["--model", "tiny_hnd"], "unknown model 'tiny_hnd'; closest: tiny_hand"),
+        (["--steps", "5"], "give --model NAME or --suite NAME"),
+        (["--suite", "nope"], "unknown suite 'nope'"),
+        (["--model", "tiny_hand", "--balancing", "magic"], "balancing 'magic' is not one of"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
+    assert main(["train", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_cuda_unavailable_exit_2(capsys, tmp_path):
+    assert main(["train", "--model", "tiny_hand", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def test_cli_suite_runs_every_model_and_aux_and_exits_1_on_failure(cache, tmp_path, nan_model, capsys):
+    registry.register_suite(registry.Suite("_test_suite", ("tiny_hand", nan_model), settings={"train": {"steps": 2}}))
+    try:
+        argv = ["train", "--suite", "_test_suite", "--seeds", "1", "--out", str(tmp_path), "--no-progress",
+                "--batch-size", "4", "--train-size", "8", "--val-size", "0", "--test-size", "4",
+                "--data-config", json.dumps(SMALL), "--data-cache", cache]
+        assert main(argv) == 1
+    finally:
+        registry._suites.pop("_test_suite")
+    records = store.load_records(tmp_path)
+    runs = sorted((r["config"]["model"], r["config"]["aux"], r["status"]) for r in records)
+    assert runs == [(nan_model, False, "failed"), (nan_model, True, "failed"), ("tiny_hand", False, "ok"),
+                    ("tiny_hand", True, "ok")]
+    assert all(r["config"]["steps"] == 2 and r["config"]["batch_size"] == 4 for r in records)  # suite, then flags
+    out = capsys.readouterr().out
+    assert "tiny_hand aux=on seed=0: ok" in out and "NonFiniteLoss" in out
