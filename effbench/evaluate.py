@@ -128,7 +128,9 @@ def predict(model: nn.Module, depth: Tensor, batch_size: int) -> dict[str, Tenso
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def evaluate(model: nn.Module, split: dict[str, Tensor], *, aux: bool, batch_size: int = 256) -> dict[str, float | None]:
+def evaluate(
+    model: nn.Module, split: dict[str, Tensor], *, aux: bool, batch_size: int = 256
+) -> dict[str, float | None]:
     """All metrics of ``model`` on a data split.
 
     Args:

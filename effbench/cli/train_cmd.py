@@ -53,11 +53,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aux", default=None, help="on | off | both (default: on for --model, both for --suite)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds, seed .. seed+N-1 (default 1)")
-    p.add_argument("--budget", default=None, help="with --suite: a training budget of the suite's settings (quick, full)")
+    p.add_argument("--budget", default=None, help="with --suite: a training budget of the suite's settings")
     p.add_argument("--out", default="runs", help="results folder (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a terminal)")
     p.add_argument(
-        "--data-cache", dest="data_cache_dir", default=None, help="where generated data is cached (default: data default)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); 1 is fastest on a CPU that other processes share",
+    )
+    p.add_argument(
+        "--data-cache", dest="data_cache_dir", default=None, help="where generated data is cached (default: the data's)"
     )
     overrides = p.add_argument_group("config overrides (TrainConfig fields; default: the config's value)")
     helps = field_help()
@@ -154,6 +160,14 @@ def run(args: argparse.Namespace) -> int:
     from effbench.train import run_many
 
     configs = build_configs(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            from effbench.errors import UsageError
+
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     progress = False if args.no_progress else None
 
     def report(record: dict[str, Any]) -> None:

@@ -78,7 +78,9 @@ def _masked_mean(per_item: Tensor, keep: Tensor) -> Tensor:
     return (per_item * w).sum() / w.sum().clamp_min(1)
 
 
-def task_losses(out: dict[str, Tensor], batch: dict[str, Tensor], *, aux: bool, seg_dice: bool = True) -> dict[str, Tensor]:
+def task_losses(
+    out: dict[str, Tensor], batch: dict[str, Tensor], *, aux: bool, seg_dice: bool = True
+) -> dict[str, Tensor]:
     """The losses of one batch, keypoints first, then (when ``aux``) seg, vis, keypose, hand.
 
     Args:
