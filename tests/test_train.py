@@ -168,3 +168,13 @@ def test_cli_suite_runs_every_model_and_aux_and_exits_1_on_failure(cache, tmp_pa
     assert all(r["config"]["steps"] == 2 and r["config"]["batch_size"] == 4 for r in records)  # suite, then flags
     out = capsys.readouterr().out
     assert "tiny_hand aux=on seed=0: ok" in out and "NonFiniteLoss" in out
+
+
+@pytest.mark.parametrize("model", registry.get_suite("embedded").models())
+def test_every_hand_pose_model_takes_a_training_step(model, cache, tmp_path):
+    """Each model of the embedded suite: two steps with every auxiliary loss and GradNorm, then evaluation."""
+    cfg = small(cache, model=model, aux=True, balancing="gradnorm", steps=2, batch_size=2, train_size=4,
+                val_size=0, test_size=2, checkpoint_every=0)
+    record = run(cfg, tmp_path, progress=False)
+    assert record["status"] == "ok", record["error"]
+    assert record["metrics"]["epe_px"] is not None and record["metrics"]["mask_iou"] is not None

@@ -32,6 +32,9 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf."""
 
 
+#: The metrics of a record: the contract's test-split metrics, then the validation EPE and the last training loss.
+RECORD_METRIC_KEYS: tuple[str, ...] = METRIC_KEYS + ("val_epe_px", "final_train_loss")
+
 #: How often (steps) a CUDA run synchronises to read the loss for the progress bar and the NaN check; a CPU run
 #: checks every step (reading a CPU tensor costs nothing).
 SYNC_EVERY_CUDA = 25
@@ -228,6 +231,7 @@ def _train(
         val = _to_device(load_split("val", config.val_size, config), device)
         metrics["val_epe_px"] = evaluate(eval_net, val, aux=False, batch_size=config.eval_batch_size)["epe_px"]
     metrics["final_train_loss"] = final_loss if math.isfinite(final_loss) else None
+    assert tuple(metrics) == RECORD_METRIC_KEYS
     checkpoint(config.steps, final=True)
     return {
         "metrics": metrics,
@@ -277,12 +281,13 @@ def run(
             return record
     if progress is None:
         progress = sys.stderr.isatty()
+    t0 = time.perf_counter()
     try:
         result = _train(config, out, config_hash, progress, on_step)
         status, error = "ok", None
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
-        status, error = "failed", f"{type(err).__name__}: {err}"
-        result = {"metrics": dict.fromkeys(METRIC_KEYS), "wall_s": None, "steps_per_s": None}
+        status, error = "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        result = {"metrics": dict.fromkeys(RECORD_METRIC_KEYS), "wall_s": time.perf_counter() - t0, "steps_per_s": None}
     record = store.make_record(
         config.to_dict(),
         config_hash,
