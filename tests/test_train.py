@@ -40,7 +40,7 @@ def small(cache, **kw) -> TrainConfig:
 
 
 def test_overfits_a_handful_of_frames(cache, tmp_path):
-    cfg = small(cache, aux=False, augment=False, train_size=4, batch_size=4, steps=150, warmup_steps=10,
+    cfg = small(cache, aux=False, augment=False, train_size=4, batch_size=4, steps=200, warmup_steps=10,
                 weight_decay=0.0, val_size=0, checkpoint_every=0)
     record = run(cfg, tmp_path, progress=False)
     assert record["status"] == "ok", record["error"]
