@@ -17,6 +17,31 @@ register_suite(
         patterns=("tiny_hand*", "mobilenet_v2_100", "mobilenet_v2_075", "mobilenet_v2_050", "mobilenet_v2_035"),
         reference="mobilenet_v2_100",
         doc="2.5D hand pose on 120 x 160 depth: the tiny net, its ablations and the MobileNetV2 keypoint baselines",
+        # Training budgets (effbench.suite_run). Every model of a budget gets the same steps, batch and data, with
+        # aux off and on. Sized from per-sample training cost (forward + backward + AdamW of the training form,
+        # batch 16, 2 threads, best of 6 rounds, 2-core AMD EPYC dev machine, torch 2.13, 2026-11-28; the machine
+        # was shared, so the best round stands for an idle one), in ms per frame: tiny_hand 1.8, _nodil 1.8,
+        # _s2 2.3, _slim 1.4, _wide 2.9, _240x320 4.2; mobilenet_v2_035 14.5, _050 15.7, _075 26.4, _100 29.6.
+        # One frame through all ten models, aux off and on: ~0.20 s.
+        settings={
+            "budgets": {
+                # 20 runs x 150 steps x 16 frames x ~0.10 s per frame-over-the-suite (off + on) ~ 8 min of training,
+                # plus data (~10 s), profiling (~1 min), evaluation and the report: <= 15 min on the idle machine.
+                "quick": {
+                    "train": {"steps": 150, "batch_size": 16, "warmup_steps": 15, "train_size": 2048,
+                              "val_size": 0, "test_size": 256},
+                    "seeds": {"default": 1},
+                },
+                # The committed report. Seeds where they matter: 3 for tiny_hand and the reference, 1 elsewhere
+                # (28 runs). Per frame index over all runs: 3 x 2 x (1.8 + 29.6) + 2 x (sum of the other eight,
+                # 69.2) ms = 0.33 s, x 560 steps x 32 frames ~ 1.6 h of training on the idle CPU; minutes on a GPU.
+                "full": {
+                    "train": {"steps": 560, "batch_size": 32, "warmup_steps": 50, "train_size": 8192,
+                              "val_size": 256, "test_size": 512},
+                    "seeds": {"default": 1, "tiny_hand": 3, "mobilenet_v2_100": 3},
+                },
+            }
+        },
     )
 )
 
@@ -26,5 +51,20 @@ register_suite(
         patterns=("tiny_hand", "mobilenet_v2_035"),
         reference="mobilenet_v2_035",
         doc="two hand-pose models with small budgets, for quick runs and tests",
+        # Budgets: the pipeline end to end in well under a minute (quick) or a few minutes (full), not accuracy.
+        settings={
+            "budgets": {
+                "quick": {
+                    "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "train_size": 96, "val_size": 0,
+                              "test_size": 32, "eval_batch_size": 32},
+                    "seeds": {"default": 1},
+                },
+                "full": {
+                    "train": {"steps": 200, "batch_size": 16, "warmup_steps": 20, "train_size": 1024,
+                              "val_size": 0, "test_size": 256},
+                    "seeds": {"default": 2},
+                },
+            }
+        },
     )
 )

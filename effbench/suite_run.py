@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from effbench.errors import UsageError, closest
-from effbench.registry import Suite, create_model, get_suite, list_suites, model_info
+from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, create_model, get_suite, list_suites, model_info
 from effbench.report.io import write_json_atomic
 from effbench.report.store import MANIFEST, PROFILE_PREFIX, SUITE_DIR
 
 DEFAULT_BUDGET = "quick"
 
-#: Progress-bar weight of profiling one model, in units of :func:`step_weight` (about one step of a tiny model).
-PROFILE_WEIGHT = 60.0
-#: FLOPs per training sample whose step costs as much as the fixed per-step overhead (see :func:`step_weight`).
-STEP_FLOPS_UNIT = 30e6
+#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads), in ms.
+PROFILE_MS = 3000.0
 
 
 @dataclass
@@ -116,6 +114,7 @@ def plan_suite(
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
         values = {**base, **spec.get("models", {}).get(name, {})}
+        values["data_config"] = _data_config_for(name, values.get("data_config") or {})
         for aux in (False, True):
             for seed in range(n):
                 cfg = TrainConfig.from_dict({**values, "model": name, "aux": aux, "seed": seed, "device": device})
@@ -123,6 +122,18 @@ def plan_suite(
                     cfg = cfg.replace(data_cache_dir=data_cache_dir)
                 plan.configs.append(cfg.validate())
     return plan
+
+
+def _data_config_for(name: str, data_config: dict[str, Any]) -> dict[str, Any]:
+    """The data a model trains on matches its registered input size: a model registered at 240 x 320 gets
+    240 x 320 frames (the scene scales its focal length with the width, so it is the same view at twice the
+    resolution). Explicit ``height``/``width`` in the budget win."""
+    shape = model_info(name).input_shape
+    out = dict(data_config)
+    if len(shape) == 4 and tuple(shape[-2:]) != DEFAULT_INPUT_SHAPE[-2:]:
+        out.setdefault("height", int(shape[-2]))
+        out.setdefault("width", int(shape[-1]))
+    return out
 
 
 def _error_text(err: BaseException) -> str:
@@ -161,15 +172,18 @@ def profile_model(name: str, *, latency: bool = True) -> dict[str, Any]:
     return record
 
 
-def step_weight(name: str) -> float:
-    """Relative cost of one training step of a model, for the progress bar's ETA (a model of ~0 FLOPs = 1).
+def frame_cost_ms(name: str, profile: dict[str, Any] | None) -> float:
+    """Estimated training time per frame of a model, in ms, for the progress bar's ETA.
 
-    A step's time is a fixed cost (batch indexing, augmentation, optimiser) plus a part that grows with the
-    model's FLOPs; the constant is a rough fit of per-step times measured on the 2-core development machine.
-    Read from the registry's MACs so that the bar's total is known before anything is profiled.
+    Training a frame (forward, backward, optimiser) costs about twice the deployable model's 1-thread batch-1
+    latency on the development machine (e.g. mobilenet_v2_100: ~15 ms latency, ~30 ms per training frame), so
+    the profile measured just before gives a per-machine estimate; without one, MACs stand in.
     """
-    macs = model_info(name).macs
-    return 1.0 + 2 * macs / STEP_FLOPS_UNIT if macs else 1.0
+    row = (profile or {}).get("profile") or {}
+    if row.get("latency_ms_1t"):
+        return 2.0 * float(row["latency_ms_1t"])
+    macs = row.get("macs") or model_info(name).macs or 0
+    return 0.5 + macs / 4e6
 
 
 def _fail_record(config: Any, err: BaseException) -> dict[str, Any]:
@@ -245,32 +259,40 @@ def run_suite(
             record_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
             checkpoint_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
 
-    # Work units for the bar: a profile costs PROFILE_WEIGHT, a training step step_weight(model); reused runs are
-    # counted as done up front, so the ETA covers only what is left.
+    # The bar counts estimated milliseconds, so that its ETA weighs a MobileNet step more than a tiny net's:
+    # profiling first (a fixed estimate per model), then each training run's steps x batch x frame_cost_ms (from
+    # the profile just measured). Reused runs are left out, so the ETA covers only what is left.
     done_before = {cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()))}
-    est = {name: step_weight(name) for name in plan.models}
-    total = PROFILE_WEIGHT * len(plan.models) + sum(
-        cfg.steps * est[cfg.model] for cfg in plan.configs if cfg.hash() not in done_before
-    )
     failed: list[str] = []
-    bar = tqdm(total=round(total), desc=f"suite {suite_name}", unit="u", disable=not progress, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] {postfix}")
+    bar = tqdm(total=round(PROFILE_MS * len(plan.models)), disable=not progress, dynamic_ncols=True,
+               bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
+
+    def stage(text: str) -> None:
+        bar.set_description_str(f"suite {suite_name}: {text}" + (f" ({len(failed)} failed)" if failed else ""))
+
     try:
+        profiles: dict[str, dict[str, Any]] = {}
         for name in plan.models:
-            bar.set_postfix_str(f"profile {name}")
+            stage(f"profile {name}")
             record = profile_model(name, latency=latency)
+            profiles[name] = record
             write_json_atomic(runs_dir / SUITE_DIR / f"{PROFILE_PREFIX}{name}.json", record)
             if record["status"] != "ok":
                 failed.append(f"{name} profile: {record['error']}")
                 bar.write(f"FAILED profile {name}: {record['error']}")
-            bar.update(round(PROFILE_WEIGHT))
+            bar.update(round(PROFILE_MS))
+        cost = {name: frame_cost_ms(name, profiles.get(name)) for name in plan.models}
+        bar.total = bar.n + round(
+            sum(c.steps * c.batch_size * cost[c.model] for c in plan.configs if c.hash() not in done_before)
+        )
+        bar.refresh()
         for cfg in plan.configs:
             tag = f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
-            bar.set_postfix_str(f"train {tag}" + (f" ({len(failed)} failed)" if failed else ""))
-            weight = est[cfg.model] if cfg.hash() not in done_before else 0.0
+            stage(f"train {tag}")
+            per_step = 0.0 if cfg.hash() in done_before else cfg.batch_size * cost[cfg.model]
             credit = [0.0]
 
-            def on_step(_steps: int, w: float = weight, credit: list[float] = credit) -> None:
+            def on_step(_steps: int, w: float = per_step, credit: list[float] = credit) -> None:
                 credit[0] += w
                 if credit[0] >= 1:
                     bar.update(int(credit[0]))
@@ -284,9 +306,8 @@ def run_suite(
             if record.get("status") != "ok":
                 failed.append(f"{tag}: {record.get('error')}")
                 bar.write(f"FAILED {tag}: {record.get('error')}")
-        bar.set_postfix_str("report")
-        bar.n = bar.total
-        bar.refresh()
+        stage("report")
+        bar.update(max(0, bar.total - bar.n))
     finally:
         bar.close()
     built = build_report(runs_dir, out)

@@ -129,7 +129,7 @@ def headline(frame: pd.DataFrame, store: Store) -> str | None:
         return None
     return (
         f"`{models[0]}` against `{ref}`: {r['MFLOPs']} of the FLOPs, {r['params']} of the parameters, "
-        f"{r['Hz 1t']} of the 1-thread rate; EPE with aux {a.loc[models[0], 'EPE px on']} px "
+        f"{r['Hz 1t']} the 1-thread rate; EPE with aux {a.loc[models[0], 'EPE px on']} px "
         f"(without: {a.loc[models[0], 'EPE px off']}) against {a.loc[ref, 'EPE px on']} px "
         f"(without: {a.loc[ref, 'EPE px off']})."
     )

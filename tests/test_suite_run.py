@@ -1,0 +1,110 @@
+"""``bench.py --suite smoke`` end to end into a temporary folder, the rebuilt report, and a failing model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from PIL import Image
+
+from effbench import registry
+from effbench.cli import main
+from effbench.errors import UsageError
+from effbench.report.pareto import PNG_SIZE
+from effbench.suite_run import plan_suite, run_suite
+from report_helpers import FILES, PNGS, check_tables_against_results, read_table
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    t0 = time.perf_counter()
+    code = main(["--suite", "smoke", "--out", str(out), "--no-progress"])
+    return out, code, time.perf_counter() - t0
+
+
+def test_smoke_suite_end_to_end(smoke):
+    out, code, wall = smoke
+    assert code == 0
+    for name in FILES:
+        assert (out / name).is_file(), name
+    for name in PNGS:
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size == PNG_SIZE
+    plan = plan_suite("smoke")
+    manifest = json.loads((out / "runs" / "suite" / "manifest.json").read_text())
+    assert [r["config_hash"] for r in manifest["runs"]] == [c.hash() for c in plan.configs]
+    for cfg in plan.configs:
+        record = json.loads((out / "runs" / f"{cfg.hash()}.json").read_text())
+        assert record["status"] == "ok", record["error"]
+    for model in plan.models:
+        assert json.loads((out / "runs" / "suite" / f"profile-{model}.json").read_text())["status"] == "ok"
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == len(plan.configs)
+    assert wall < 120, f"smoke suite took {wall:.0f} s"  # target 60 s on an idle 2-core machine
+
+
+def test_smoke_tables_match_results(smoke):
+    out, _, _ = smoke
+    check_tables_against_results(out)
+    md = (out / "report.md").read_text()
+    assert "## Failures" in md and "_(none)_" in md.split("## Failures")[1]
+
+
+def test_rebuilt_report_is_identical(smoke, tmp_path):
+    out, _, _ = smoke
+    assert main(["report", "--runs", str(out / "runs"), "--out", str(tmp_path)]) == 0
+    for name in FILES:
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_failing_model_is_reported_and_suite_goes_on(smoke, tmp_path):
+    """A model that raises is recorded as failed with its error; the rest is complete; exit code 1.
+
+    The suite reuses the smoke run's tiny_hand records (copied), so it also checks that finished runs are reused.
+    """
+    out, _, _ = smoke
+    smoke_suite = registry.get_suite("smoke")
+
+    @registry.register_model
+    def _test_broken_model(**kwargs):
+        raise RuntimeError("broken on purpose")
+
+    registry.register_suite(
+        registry.Suite("_test_failing", ("tiny_hand", "_test_broken_model"), "tiny_hand", smoke_suite.settings)
+    )
+    try:
+        shutil.copytree(out / "runs", tmp_path / "runs", ignore=shutil.ignore_patterns("suite"))
+        before = {p.name: p.read_bytes() for p in (tmp_path / "runs").glob("*.json")}
+        result = run_suite("_test_failing", tmp_path, latency=False, progress=False, log=lambda _: None)
+        assert result.exit_code == 1
+        assert len(result.failed) == 1 + 2 * result.plan.seeds["_test_broken_model"]
+        assert all("broken on purpose" in line for line in result.failed)
+        tiny = [c.hash() for c in result.plan.configs if c.model == "tiny_hand"]
+        for h in tiny:  # reused: the very same record bytes
+            assert (tmp_path / "runs" / f"{h}.json").read_bytes() == before[f"{h}.json"]
+        md = (tmp_path / "report.md").read_text()
+        cost = {r["model"]: r for r in read_table(md, "## Cost of the deployable models")}
+        assert cost["_test_broken_model"]["MACs (M)"] == "failed: RuntimeError: broken on purpose"
+        assert cost["tiny_hand"]["MFLOPs"] != "-"
+        acc = {r["model"]: r for r in read_table(md, "## Accuracy without and with auxiliary tasks")}
+        assert acc["_test_broken_model"]["EPE px on"].startswith("failed: RuntimeError: broken on purpose")
+        assert acc["tiny_hand"]["EPE px on"][0].isdigit()
+        failures = read_table(md, "## Failures")
+        assert {f["model"] for f in failures} == {"_test_broken_model"} and len(failures) == len(result.failed)
+        check_tables_against_results(tmp_path)
+        for name in FILES:
+            assert (tmp_path / name).is_file()
+    finally:
+        registry._models.pop("_test_broken_model", None)
+        registry._suites.pop("_test_failing", None)
+
+
+def test_bad_budget_and_suite_exit_2(capsys):
+    assert main(["--suite", "smoke", "--budget", "quik", "--out", "/nonexistent/x"]) == 2
+    assert "has no budget 'quik'; closest: quick" in capsys.readouterr().err
+    assert main(["--suite", "smok"]) == 2
+    with pytest.raises(UsageError, match="--seeds must be >= 1"):
+        plan_suite("smoke", seeds=0)
