@@ -132,7 +132,8 @@ def check_tables_against_results(out: Path) -> None:
             if not runs:
                 assert acc[model][f"EPE px {tag}"].startswith("failed")
                 continue
-            assert acc[model][f"seeds {tag}"] == (str(len(runs)) if len(runs) == len(planned) else f"{len(runs)}/{len(planned)}")
+            seeds = str(len(runs)) if len(runs) == len(planned) else f"{len(runs)}/{len(planned)}"
+            assert acc[model][f"seeds {tag}"] == seeds
             assert acc[model][f"EPE px {tag}"] == _mean_std([r["test_epe_px"] for r in runs], 2)
             assert acc[model][f"PCK@5 % {tag}"] == _mean_std([100 * r["test_pck5"] for r in runs], 1)
             assert acc[model][f"3D err mm {tag}"] == _mean_std([r["test_err3d_mm"] for r in runs], 1)

@@ -97,7 +97,8 @@ def budget_lines(store: Store, frame: pd.DataFrame) -> list[str]:
         lines.append(f"- training budget: `{man['budget']}`")
     overrides = man.get("train") or {}
     if overrides:
-        lines.append("- training config (overrides of TrainConfig): " + ", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items())))
+        shown = ", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items()))
+        lines.append(f"- training config (overrides of TrainConfig): {shown}")
     else:
         keys = ("train_steps", "train_batch_size", "train_train_size", "train_test_size", "train_lr")
         found = [f"`{k[len('train_'):]}={_distinct(frame[k].tolist())}`" for k in keys if k in frame]
@@ -108,7 +109,8 @@ def budget_lines(store: Store, frame: pd.DataFrame) -> list[str]:
         groups: dict[int, list[str]] = {}
         for name, n in seeds.items():
             groups.setdefault(int(n), []).append(name)
-        lines.append("- seeds per model and aux setting: " + "; ".join(f"{n}: {', '.join(m)}" for n, m in sorted(groups.items(), reverse=True)))
+        shown = "; ".join(f"{n}: {', '.join(m)}" for n, m in sorted(groups.items(), reverse=True))
+        lines.append(f"- seeds per model and aux setting: {shown}")
     elif "seed" in frame:
         lines.append(f"- seeds: {sorted(int(s) for s in _distinct(frame['seed'].dropna().tolist()))}")
     return lines
@@ -194,7 +196,8 @@ def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, st
     lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame)), ""]
     if ref:
         lines += [f"## Cost relative to `{ref}` (same run)", ""]
-        lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).", ""]
+        lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).",
+                  ""]
         lines += [tables.to_markdown(tables.ratio_table(frame, ref)), ""]
     lines += ["## Accuracy without and with auxiliary tasks", ""]
     lines += [

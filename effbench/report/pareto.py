@@ -149,10 +149,10 @@ def plot_pareto(
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, y=0.975)
         ax.grid(True, which="both", alpha=0.25)
         # Layout before drawing: label placement works in display coordinates, which a later layout would move.
-        fig.subplots_adjust(left=0.09, right=0.97, top=0.93, bottom=0.1)
+        fig.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.1)
         if not points:
             ax.text(0.5, 0.5, "no successful runs to plot", transform=ax.transAxes, ha="center", va="center")
             ax.set_xlim(1, 10)
@@ -193,7 +193,9 @@ def _draw(ax, points: Sequence[Point], models: list[str], color_of: dict) -> Non
         Line2D([], [], marker="o", ls="", mfc="0.3", mec="0.3", label="aux on (arrow: off -> on)"),
         Line2D([], [], ls="--", color="0.35", label="non-dominated front"),
     ]
-    legend = ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
+    # Above the axes, not in them: wherever it sat inside, some suite's points would fall under it.
+    legend = ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8,
+                       frameon=False)
     ax.figure.canvas.draw()
     to_px = ax.transData.transform
     obstacles: list[Bbox] = [legend.get_window_extent(ax.figure.canvas.get_renderer())]

@@ -206,7 +206,9 @@ def results_frame(store: Store) -> pd.DataFrame:
                 | profile_columns(prof)
             )
     order_of = {name: i for i, name in enumerate(models)}
-    rows.sort(key=lambda r: (order_of.get(r["model"], len(models)), r["aux"] is not None, bool(r["aux"]), r["seed"] or 0))
+    rows.sort(
+        key=lambda r: (order_of.get(r["model"], len(models)), r["aux"] is not None, bool(r["aux"]), r["seed"] or 0)
+    )
     frame = pd.DataFrame(rows)
     # Integer columns with gaps (a failed model has no MACs) would turn into floats (50000.0); pandas' nullable
     # Int64 keeps them integers in the CSV and JSON.
