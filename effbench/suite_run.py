@@ -264,7 +264,7 @@ def run_suite(
     # the profile just measured). Reused runs are left out, so the ETA covers only what is left.
     done_before = {cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()))}
     failed: list[str] = []
-    bar = tqdm(total=round(PROFILE_MS * len(plan.models)), disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=round(PROFILE_MS * len(plan.models)), disable=not progress, dynamic_ncols=True, smoothing=0.05,
                bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
 
     def stage(text: str) -> None:

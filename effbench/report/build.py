@@ -177,6 +177,23 @@ def reconciliation_sections(store: Store) -> list[str]:
     return out
 
 
+def input_size_note(frame: pd.DataFrame) -> str:
+    """A sentence naming the models whose input size differs from the suite's most common one: their EPE and
+    PCK are in their own pixels (a 240 x 320 frame has twice the pixels per mm of a 120 x 160 one), so only the
+    3D error compares across sizes."""
+    if "prof_input_shape" not in frame:
+        return ""
+    shapes = frame.drop_duplicates("model").set_index("model")["prof_input_shape"].dropna()
+    if shapes.nunique() < 2:
+        return ""
+    common = shapes.value_counts().index[0]
+    odd = ", ".join(f"`{m}` ({s.split('x', 2)[-1]})" for m, s in shapes.items() if s != common)
+    return (
+        f" Input {common.split('x', 2)[-1]} unless named: {odd} report EPE and PCK in their own pixels; "
+        "the 3D error (mm) compares across input sizes."
+    )
+
+
 def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str) -> str:
     """The text of ``report.md``."""
     facts = header_facts(store)
@@ -189,7 +206,8 @@ def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, st
     lines += [f"- counting rules: {COUNTING_RULES}", ""]
     failures = tables.failures_table(frame)
     if not failures.empty:
-        lines += [f"**{len(failures)} stage(s) failed**; see [Failures](#failures). Everything else is complete.", ""]
+        lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
+                  "is complete.", ""]
     line = headline(frame, store)
     if line:
         lines += [line, ""]
@@ -202,7 +220,8 @@ def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, st
     lines += ["## Accuracy without and with auxiliary tasks", ""]
     lines += [
         "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
-        "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better.",
+        "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better."
+        + input_size_note(frame),
         "",
         tables.to_markdown(tables.accuracy_table(frame)),
         "",

@@ -119,7 +119,7 @@ def load_store(runs_dir: str | Path) -> Store:
                     "config": {"model": plan["model"], "aux": plan["aux"], "seed": plan["seed"]},
                     "config_hash": plan["config_hash"],
                     "status": "missing",
-                    "error": "no run record in the store (suite interrupted before this run?)",
+                    "error": "no run record (suite interrupted?)",
                     "metrics": {},
                 }
             store.runs.append(rec)

@@ -159,11 +159,14 @@ def _seed_cell(runs: pd.DataFrame) -> str:
     return str(ok) if ok == len(runs) else f"{ok}/{len(runs)}"
 
 
-def _failed_cell(runs: pd.DataFrame) -> str | None:
-    """``failed: <error>`` when no run of this group succeeded, else None."""
+def _failed_cell(runs: pd.DataFrame, full: bool = True) -> str | None:
+    """``failed: <error>`` (or just ``failed`` when not ``full``) when no run of this group succeeded, else None.
+
+    A table row gives the error once, in its first metric column, and the bare status in the others.
+    """
     if len(runs) and not (runs["status"] == "ok").any():
         first = runs.iloc[0]
-        return f"{first['status']}: {first['error'] or 'unknown error'}"
+        return f"{first['status']}: {first['error'] or 'unknown error'}" if full else str(first["status"])
     return None
 
 
@@ -182,11 +185,11 @@ def accuracy_table(frame: pd.DataFrame, metrics=ACCURACY_METRICS) -> pd.DataFram
             continue
         cells: dict[str, str] = {"model": name, "seeds off": _seed_cell(off), "seeds on": _seed_cell(on)}
         ok_off, ok_on = off[off["status"] == "ok"], on[on["status"] == "ok"]
-        for title, key, scale, digits in metrics:
+        for i, (title, key, scale, digits) in enumerate(metrics):
             a = ok_off[key].tolist() if key in frame else []
             b = ok_on[key].tolist() if key in frame else []
-            cells[f"{title} off"] = _failed_cell(off) or fmt_mean_std(a, digits, scale)
-            cells[f"{title} on"] = _failed_cell(on) or fmt_mean_std(b, digits, scale)
+            cells[f"{title} off"] = _failed_cell(off, i == 0) or fmt_mean_std(a, digits, scale)
+            cells[f"{title} on"] = _failed_cell(on, i == 0) or fmt_mean_std(b, digits, scale)
             cells[f"Δ {title}"] = fmt_change(a, b, digits, scale)
         rows.append(cells)
     return pd.DataFrame(rows, columns=columns)
@@ -202,8 +205,9 @@ def aux_table(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         ok = on[on["status"] == "ok"]
         cells = {"model": name, "seeds": _seed_cell(on)}
-        for title, key, scale, digits in AUX_METRICS:
-            cells[title] = _failed_cell(on) or fmt_mean_std(ok[key].tolist() if key in frame else [], digits, scale)
+        for i, (title, key, scale, digits) in enumerate(AUX_METRICS):
+            values = ok[key].tolist() if key in frame else []
+            cells[title] = _failed_cell(on, i == 0) or fmt_mean_std(values, digits, scale)
         rows.append(cells)
     return pd.DataFrame(rows, columns=columns)
 
