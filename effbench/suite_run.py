@@ -221,6 +221,7 @@ def run_suite(
     fresh: bool = False,
     latency: bool = True,
     progress: bool = True,
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
     """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
@@ -238,6 +239,8 @@ def run_suite(
         fresh: Ignore finished runs.
         latency: Measure latency while profiling.
         progress: Show one tqdm bar over the whole suite.
+        jobs: Training runs at a time, each in its own process (a GPU is launch-bound on these small models, so
+            several runs share it well; on a CPU keep jobs x threads <= cores).
         log: Where one-line messages go.
 
     Raises:
@@ -286,8 +289,10 @@ def run_suite(
             sum(c.steps * c.batch_size * cost[c.model] for c in plan.configs if c.hash() not in done_before)
         )
         bar.refresh()
-        for cfg in plan.configs:
-            tag = f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
+        if jobs > 1:
+            _train_parallel(plan, runs_dir, jobs, done_before, cost, bar, stage, failed)
+        for cfg in plan.configs if jobs <= 1 else ():
+            tag = _tag(cfg)
             stage(f"train {tag}")
             per_step = 0.0 if cfg.hash() in done_before else cfg.batch_size * cost[cfg.model]
             credit = [0.0]
@@ -317,6 +322,69 @@ def run_suite(
     for line in failed:
         log(f"failed: {line}")
     return SuiteResult(plan, out, failed, built["files"], wall)
+
+
+def _tag(cfg: Any) -> str:
+    return f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
+
+
+def _train_in_worker(config: dict[str, Any], runs_dir: str, threads: int) -> dict[str, Any]:
+    """One training run in a worker process (module level, so that a spawned process can import it)."""
+    import torch
+
+    from effbench.train import TrainConfig
+    from effbench.train import run as train_run
+    from effbench.train.store import record_path
+
+    torch.set_num_threads(threads)
+    cfg = TrainConfig.from_dict(config)
+    try:
+        return train_run(cfg, runs_dir, progress=False)
+    except Exception as err:  # recorded like any failed run; the suite goes on
+        record = _fail_record(cfg, err)
+        write_json_atomic(record_path(runs_dir, cfg.hash()), record)
+        return record
+
+
+def _train_parallel(
+    plan: SuitePlan,
+    runs_dir: Path,
+    jobs: int,
+    done_before: set[str],
+    cost: dict[str, float],
+    bar: Any,
+    stage: Callable[[str], None],
+    failed: list[str],
+) -> None:
+    """Train the plan's runs ``jobs`` at a time in spawned processes; the bar advances as each run finishes.
+
+    The data splits are generated once here first, so that the workers read them from the cache instead of
+    each rendering the same frames.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from effbench.train.loop import load_split
+
+    todo = [cfg for cfg in plan.configs if cfg.hash() not in done_before]
+    for cfg in {(c.data_seed, repr(sorted(c.data_config.items())), c.train_size, c.val_size, c.test_size): c
+                for c in todo}.values():
+        stage(f"data for {cfg.model}")
+        for split, size in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
+            if size > 0:
+                load_split(split, size, cfg)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    stage(f"train {len(todo)} runs, {jobs} at a time")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_in_worker, cfg.to_dict(), str(runs_dir), threads): cfg for cfg in todo}
+        for future in as_completed(futures):
+            cfg = futures[future]
+            record = future.result()
+            bar.update(round(cfg.steps * cfg.batch_size * cost[cfg.model]))
+            if record.get("status") != "ok":
+                failed.append(f"{_tag(cfg)}: {record.get('error')}")
+                bar.write(f"FAILED {_tag(cfg)}: {record.get('error')}")
 
 
 def _finished(path: Path) -> bool:

@@ -17,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default="quick", help="training budget from the suite's settings: quick | full")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model and aux setting (default: the budget's)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device (default cpu)")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at a time, each in its own process (default 1)")
     p.add_argument("--fresh", action="store_true", help="rerun every planned run instead of reusing finished ones")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement while profiling")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -24,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from effbench.errors import UsageError
     from effbench.suite_run import run_suite
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
 
     out = args.out or f"reports/{args.suite}"
     result = run_suite(
@@ -36,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         latency=not args.no_latency,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     return result.exit_code
