@@ -13,7 +13,7 @@ from effbench.train import TrainConfig, store
 from effbench.train.balancing import FixedWeights, GradNorm, UncertaintyWeighting, last_shared_parameter
 from effbench.train.config import field_help
 from effbench.train.loop import lr_at
-from effbench.train.losses import keypoint_l1, seg_loss, task_losses
+from effbench.train.losses import heatmap_kl, keypoint_l1, seg_loss, task_losses
 
 K = len(KEYPOINT_SUBSET)
 
@@ -24,6 +24,34 @@ def test_keypoint_l1_masked_by_hand():
     # only the first keypoint counts: (|1| + |2|) / 2 coordinates = 1.5 px
     assert float(keypoint_l1(pred, target, torch.tensor([[True, False]]))) == pytest.approx(1.5)
     assert float(keypoint_l1(pred, target, torch.zeros(1, 2, dtype=torch.bool))) == 0.0
+
+
+def test_heatmap_kl_by_hand():
+    # A 1 x 2 map at stride 4: cell centres at x = 1.5 and 5.5 (y = 1.5). Target at the first centre, sigma^2 chosen
+    # so that exp(-16 / (2 sigma^2)) = 1/3: target (3/4, 1/4). Uniform logits, p = (1/2, 1/2):
+    # KL = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812...
+    sigma = math.sqrt(8 / math.log(3))
+    target = torch.tensor([[[1.5, 1.5], [5.5, 1.5]]])
+    logits = torch.zeros(1, 2, 1, 2)
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    valid_first = torch.tensor([[True, False]])  # the second keypoint (another target) does not count
+    assert float(heatmap_kl(logits, target, valid_first, 4, sigma)) == pytest.approx(expected, abs=1e-6)
+    # the logits of the target itself score 0; nothing valid scores 0
+    exact = torch.log(torch.tensor([0.75, 0.25])).reshape(1, 1, 1, 2).expand(1, 2, 1, 2)
+    assert float(heatmap_kl(exact, target, valid_first, 4, sigma)) == pytest.approx(0.0, abs=1e-6)
+    assert float(heatmap_kl(logits, target, torch.zeros(1, 2, dtype=torch.bool), 4, sigma)) == 0.0
+
+
+def test_task_losses_add_the_heatmap_term_to_the_keypoint_loss():
+    batch, out = _batch_and_output()
+    out["heatmaps"] = torch.zeros(2, K, 4, 5, requires_grad=True)  # 16 x 20 frame at stride 4
+    plain = float(task_losses(out, batch, aux=False)["keypoints"].detach())
+    target = batch["keypoints_2d"][:, list(KEYPOINT_SUBSET)]
+    kl = float(heatmap_kl(out["heatmaps"], target, torch.tensor([[True] * K, [False] * K]), 4, 3.0))
+    with_map = task_losses(out, batch, aux=False, heatmap_weight=0.5, heatmap_sigma_px=3.0)["keypoints"]
+    assert kl > 0 and float(with_map.detach()) == pytest.approx(plain + 0.5 * kl)
+    with_map.backward()
+    assert out["heatmaps"].grad[0].abs().sum() > 0 and out["heatmaps"].grad[1].abs().sum() == 0  # no-hand frame
 
 
 def test_seg_loss_resizes_the_mask_by_area():

@@ -50,6 +50,8 @@ class TrainConfig:
     # --- loss balancing (see effbench.train.balancing)
     balancing: str = "fixed"  # "fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)
     w_keypoints: float = 1.0  # keypoint L1 weight (px units) under "fixed"; the other balancers learn the weights
+    w_heatmap: float = 1.0  # heatmap KL term inside the keypoint loss (sharp peak at the label; 0: soft-argmax L1 only)
+    heatmap_sigma_px: float = 4.0  # width of the heatmap term's target Gaussian, input pixels
     w_seg: float = 1.0  # segmentation (BCE + Dice) weight under "fixed"
     w_vis: float = 1.0  # visibility BCE weight under "fixed"
     w_keypose: float = 0.5  # keypose cross-entropy weight under "fixed"
@@ -92,13 +94,13 @@ class TrainConfig:
         for name in ("steps", "batch_size", "train_size", "test_size", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lr", "gradnorm_alpha"):
+        for name in ("lr", "gradnorm_alpha", "heatmap_sigma_px"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("warmup_steps", "val_size", "checkpoint_every", "weight_decay", "grad_clip", "min_lr_ratio"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("w_keypoints", "w_seg", "w_vis", "w_keypose", "w_hand"):
+        for name in ("w_keypoints", "w_heatmap", "w_seg", "w_vis", "w_keypose", "w_hand"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         return self

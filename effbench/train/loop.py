@@ -191,7 +191,14 @@ def _train(
                 if config.augment:
                     batch = augment_batch(batch, generators["augment"])
                 out = net(batch["depth"])
-                losses = task_losses(out, batch, aux=config.aux, seg_dice=config.seg_dice)
+                losses = task_losses(
+                    out,
+                    batch,
+                    aux=config.aux,
+                    seg_dice=config.seg_dice,
+                    heatmap_weight=config.w_heatmap,
+                    heatmap_sigma_px=config.heatmap_sigma_px,
+                )
                 if isinstance(balancer, GradNorm) and balancer.shared is None:
                     balancer.set_shared(last_shared_parameter(net, losses))
                 loss = balancer(losses)
