@@ -20,6 +20,7 @@ the counted, deployed graph.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
@@ -136,8 +137,15 @@ class AuxHeads(nn.Module):
 
     ``seg`` is a 1x1 conv on the decoder's output (mask logits at the decoder's 1/4 resolution, so the mask
     shapes the same features the heatmaps are read from). ``visibility`` (the patent's visibility decoder,
-    trained with BCE), ``keypose`` and ``handedness`` are linear layers on the globally pooled deepest encoder
-    features: light, so the auxiliary tasks must be solved by the shared encoder rather than by their heads.
+    trained with BCE), ``keypose`` and ``handedness`` are linear layers on pooled deepest encoder features: light,
+    so the auxiliary tasks must be solved by the shared encoder rather than by their heads.
+
+    The pooling is what lets them learn. A hand covers ~5% of the frame (a few cells of the deepest map), so a
+    global mean is dominated by background, forearm and objects, and linear classifiers on it stayed at chance
+    (ln 9, ln 2) in 600-step runs. Each classifier therefore reads three poolings of the deepest map, concatenated:
+    the mean weighted by the predicted hand mask (``sigmoid(seg)``, area-resized to the map, detached so that the
+    classifiers do not bend the mask), the global max (the strongest response, wherever the hand is), and the
+    global mean (context; for frames without a hand).
 
     Args:
         encoder_channels: Channels of the deepest encoder feature map.
@@ -147,15 +155,24 @@ class AuxHeads(nn.Module):
 
     def __init__(self, encoder_channels: int, decoder_channels: int, num_keypoints: int = NUM_KEYPOINTS):
         super().__init__()
+        pooled = 3 * encoder_channels
         self.seg = nn.Conv2d(decoder_channels, 1, 1)
-        self.visibility = nn.Linear(encoder_channels, num_keypoints)
-        self.keypose = nn.Linear(encoder_channels, NUM_KEYPOSES)
-        self.handedness = nn.Linear(encoder_channels, 1)
+        self.visibility = nn.Linear(pooled, num_keypoints)
+        self.keypose = nn.Linear(pooled, NUM_KEYPOSES)
+        self.handedness = nn.Linear(pooled, 1)
+
+    @staticmethod
+    def pool(deepest: Tensor, seg: Tensor) -> Tensor:
+        """(B, C, h, w) features and (B, 1, H', W') mask logits -> (B, 3C): mask-weighted mean, max, mean."""
+        weight = F.adaptive_avg_pool2d(torch.sigmoid(seg.detach()), deepest.shape[-2:])
+        masked = (deepest * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-3)
+        return torch.cat([masked, deepest.amax((2, 3)), deepest.mean((2, 3))], 1)
 
     def forward(self, deepest: Tensor, decoded: Tensor) -> dict[str, Tensor]:
-        pooled = deepest.mean((2, 3))
+        seg = self.seg(decoded)
+        pooled = self.pool(deepest, seg)
         return {
-            "seg": self.seg(decoded),
+            "seg": seg,
             "visibility": self.visibility(pooled),
             "keypose": self.keypose(pooled),
             "handedness": self.handedness(pooled),

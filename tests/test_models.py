@@ -138,3 +138,15 @@ def test_soft_argmax_decodes_a_peak_to_its_pixel():
     torch.testing.assert_close(kp, torch.tensor([[[21.5, 13.5], [1.5, 117.5]]]))
     # Uniform logits: the image centre ((160 - 1) / 2, (120 - 1) / 2).
     torch.testing.assert_close(SoftArgmax2d(4)(torch.zeros(1, 1, 30, 40)), torch.tensor([[[79.5, 59.5]]]))
+
+
+def test_aux_pooling_reads_the_hand_region():
+    from architectures.hand_pose import AuxHeads
+
+    feats = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    # mask logits at twice the features' resolution: the hand fills the top-left 2x2 block only
+    seg = torch.full((1, 1, 4, 4), -30.0)
+    seg[..., :2, :2] = 30.0
+    pooled = AuxHeads.pool(feats, seg)
+    # mask-weighted mean = the top-left cell (1), then the max (4) and the global mean (2.5)
+    assert torch.allclose(pooled, torch.tensor([[1.0, 4.0, 2.5]]), atol=1e-5)
