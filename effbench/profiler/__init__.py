@@ -66,6 +66,7 @@ class Profile:
     latency_1t: Stats | None = None
     latency_mt: Stats | None = None
     threads_mt: int | None = None
+    latency_bn_folded: bool | None = None  # whether latency was timed with BatchNorm folded (latency.deployed_copy)
     peers: dict[str, peers_mod.PeerCount] = field(default_factory=dict)
     name: str | None = None
 
@@ -124,6 +125,7 @@ class Profile:
             "latency_cv_mt": None if lm is None else lm.cv,
             "hz_mt": None if lm is None else 1.0 / lm.median,
             "threads_mt": self.threads_mt if lm is not None else None,
+            "latency_bn_folded": self.latency_bn_folded,
             "macs_fvcore": peer("fvcore"),
             "macs_thop": peer("thop"),
             "macs_torch": peer("torch"),
@@ -245,8 +247,9 @@ def profile(
             result.peers = peers_mod.peer_counts(model, x)
         if latency:
             all_threads = threads or torch.get_num_threads()
-            result.latency_1t = latency_mod.measure(model, x, 1, timing)
-            result.latency_mt = latency_mod.measure(model, x, all_threads, timing)
+            deployed, result.latency_bn_folded = latency_mod.deployed_copy(model)
+            result.latency_1t = latency_mod.measure(deployed, x, 1, timing)
+            result.latency_mt = latency_mod.measure(deployed, x, all_threads, timing)
             result.threads_mt = all_threads
         return result
     finally:
