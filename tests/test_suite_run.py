@@ -129,3 +129,16 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
     result = run_suite("smoke", tmp_path, fresh=True, latency=False, progress=False, log=lambda _: None)
     assert seen == [False] * len(result.plan.configs)
     assert result.exit_code == 1 and all(line.endswith("fake") for line in result.failed)
+
+
+def test_parallel_jobs_train_the_same_runs(smoke, tmp_path):
+    """``--jobs 2`` trains every planned run in worker processes; each ends where the sequential run did (the
+    workers use 1 thread instead of 2, so only float summation order may differ)."""
+    out, _, _ = smoke
+    assert main(["--suite", "smoke", "--out", str(tmp_path), "--jobs", "2", "--no-latency", "--no-progress"]) == 0
+    for cfg in plan_suite("smoke").configs:
+        parallel = json.loads((tmp_path / "runs" / f"{cfg.hash()}.json").read_text())
+        sequential = json.loads((out / "runs" / f"{cfg.hash()}.json").read_text())
+        assert parallel["status"] == "ok", parallel["error"]
+        assert parallel["metrics"]["epe_px"] == pytest.approx(sequential["metrics"]["epe_px"], rel=1e-3)
+    assert main(["--suite", "smoke", "--out", str(tmp_path), "--jobs", "0"]) == 2
