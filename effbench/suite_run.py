@@ -113,8 +113,7 @@ def plan_suite(
     for name in models:
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
-        values = {**base, **spec.get("models", {}).get(name, {})}
-        values["data_config"] = _data_config_for(name, values.get("data_config") or {})
+        values = train_values(suite, budget, name)
         for aux in (False, True):
             for seed in range(n):
                 cfg = TrainConfig.from_dict({**values, "model": name, "aux": aux, "seed": seed, "device": device})
@@ -122,6 +121,15 @@ def plan_suite(
                     cfg = cfg.replace(data_cache_dir=data_cache_dir)
                 plan.configs.append(cfg.validate())
     return plan
+
+
+def train_values(suite: Suite, budget: str | None, name: str) -> dict[str, Any]:
+    """TrainConfig overrides for one model of a suite, lowest first: ``settings["train"]``, the budget's ``train``
+    and ``models[name]``; the data then matches the model's registered input size (:func:`_data_config_for`)."""
+    spec = suite_budgets(suite).get(budget, {}) if budget else {}
+    values = {**suite.settings.get("train", {}), **spec.get("train", {}), **spec.get("models", {}).get(name, {})}
+    values["data_config"] = _data_config_for(name, values.get("data_config") or {})
+    return values
 
 
 def _data_config_for(name: str, data_config: dict[str, Any]) -> dict[str, Any]:

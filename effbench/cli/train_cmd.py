@@ -104,6 +104,7 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
     """
     from effbench.errors import UsageError
     from effbench.registry import get_suite
+    from effbench.suite_run import train_values
     from effbench.train import TrainConfig
     from effbench.train.config import field_names
 
@@ -116,21 +117,19 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
     aux_values = _aux_values(args.aux, bool(args.suite))
     flags = {n: getattr(args, n) for n in field_names() if n not in _SPECIAL and getattr(args, n, None) is not None}
     seeds = range(args.seed, args.seed + args.seeds)
-    if args.model:
-        models, base = [args.model], {}
-    else:
-        suite = get_suite(args.suite)
-        models, base = suite.models(), dict(suite.settings.get("train", {}))
-        if args.budget:
-            from effbench.errors import closest
-            from effbench.suite_run import suite_budgets
+    suite = get_suite(args.suite) if args.suite else None
+    if suite is not None and args.budget:
+        from effbench.errors import closest
+        from effbench.suite_run import suite_budgets
 
-            budgets = suite_budgets(suite)
-            if args.budget not in budgets:
-                raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
-            base.update(budgets[args.budget].get("train", {}))
+        budgets = suite_budgets(suite)
+        if args.budget not in budgets:
+            raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
     configs = []
-    for name in models:
+    for name in suite.models() if suite is not None else [args.model]:
+        # The same per-model resolution as `bench.py run` (budget, per-model overrides, data at the model's input
+        # size), so that `train --suite` and `run --suite` name the same runs.
+        base = train_values(suite, args.budget, name) if suite is not None else {}
         for aux in aux_values:
             for seed in seeds:
                 values = {**base, **flags, "model": name, "aux": aux, "seed": seed}
