@@ -375,7 +375,9 @@ def _train_parallel(
 
     from effbench.train.loop import load_split
 
-    todo = [cfg for cfg in plan.configs if cfg.hash() not in done_before]
+    # Longest first: the pool's last runs are then short ones, so both workers finish at about the same time.
+    todo = sorted((cfg for cfg in plan.configs if cfg.hash() not in done_before),
+                  key=lambda c: -c.steps * c.batch_size * cost[c.model])
     for cfg in {(c.data_seed, repr(sorted(c.data_config.items())), c.train_size, c.val_size, c.test_size): c
                 for c in todo}.values():
         stage(f"data for {cfg.model}")
