@@ -38,27 +38,26 @@ class TinyHandConfig:
 class PatchStem(nn.Module):
     """A ``patch x patch`` stride-``patch`` convolution from 1 channel, then BatchNorm and ReLU.
 
-    Written as space-to-depth + one matmul (the same MACs, ``cout * patch**2`` per output pixel) because torch's
-    CPU convolution takes a slow im2col path for 1-channel input: on our 2-core machine the matmul form measured
-    about 3x faster than ``nn.Conv2d(1, cout, 4, 4)``. Input rows/columns beyond a multiple of ``patch`` are dropped,
-    as the strided convolution would.
+    Written as space-to-depth (a reshape and a permute) + a 1x1 convolution: the same weights and MACs (``cout *
+    patch**2`` per output pixel), but torch's batch-1 CPU convolution of a 1-channel input takes a slow im2col path
+    (``nn.Conv2d(1, 16, 4, 4)`` ~36 us on our 2-core machine, ``pixel_unshuffle`` alone ~18 us) where the permute
+    (~8 us) + 1x1 (~7 us) is about twice as fast, and the 1x1 is an ``nn.Conv2d`` that a deployment folds the
+    BatchNorm into. Input rows/columns beyond a multiple of ``patch`` are dropped, as the strided convolution would.
     """
 
     def __init__(self, cout: int, patch: int):
         super().__init__()
         self.patch = patch
-        self.weight = nn.Parameter(torch.empty(cout, 1, patch, patch))  # a conv weight's layout
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.conv = nn.Conv2d(patch * patch, cout, 1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, _, h, w = x.shape
         p = self.patch
-        h, w = h // p, w // p
-        patches = x[..., : h * p, : w * p].reshape(b, h, p, w, p).permute(0, 2, 4, 1, 3).reshape(b, p * p, h * w)
-        y = self.weight.view(-1, p * p) @ patches
-        return self.act(self.bn(y.view(b, -1, h, w)))
+        b, _, h, w = x.shape
+        h, w = h // p, w // p  # the crop is unconditional (no branch), so that torch.fx can trace it
+        x = x[..., : h * p, : w * p].reshape(b, h, p, w, p).permute(0, 2, 4, 1, 3).reshape(b, p * p, h, w)
+        return self.act(self.bn(self.conv(x)))
 
 
 class Tier2Unit(nn.Module):
@@ -91,7 +90,7 @@ class Tier3Unit(nn.Module):
 
 
 class TinyHandEncoder(nn.Module):
-    """Stem to 1/4, tier 1 to 1/8, tier 2 to 1/16, tier 3 at 1/16; returns the stem's, tier 1's and tier 3's maps."""
+    """Stem to 1/4, tier 1 to 1/8, tier 2 to 1/16, tier 3 at 1/16; returns the stem's and tier 3's maps."""
 
     def __init__(self, cfg: TinyHandConfig):
         super().__init__()
@@ -112,25 +111,20 @@ class TinyHandEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         f0 = self.stem(x)
-        f1 = self.tier1(f0)
-        return [f0, f1, self.tier3(self.tier2(f1))]
+        return [f0, self.tier3(self.tier2(self.tier1(f0)))]
 
 
 class TinyHandDecoder(nn.Module):
-    """1x1 projection (with bias), bilinear upsampling to the skip's size, add; from 1/16 to 1/8, then to 1/4."""
+    """One skip: a 1x1 projection of tier 3 (with bias), bilinear upsampling from 1/16 to 1/4, plus the stem's map."""
 
     def __init__(self, cfg: TinyHandConfig):
         super().__init__()
-        c1, _, c3 = cfg.channels
-        self.proj3 = nn.Conv2d(c3, c1, 1)
-        self.proj1 = nn.Conv2d(c1, cfg.stem_channels, 1)
+        self.proj3 = nn.Conv2d(cfg.channels[2], cfg.stem_channels, 1)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
-        f0, f1, f3 = feats
-        x = f1 + F.interpolate(self.proj3(f3), size=f1.shape[-2:], mode="bilinear", align_corners=False)
-        x = f0 + F.interpolate(self.proj1(x), size=f0.shape[-2:], mode="bilinear", align_corners=False)
-        return self.act(x)
+        f0, f3 = feats
+        return self.act(f0 + F.interpolate(self.proj3(f3), size=f0.shape[-2:], mode="bilinear", align_corners=False))
 
 
 def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), **kwargs) -> HandPoseNet:
@@ -141,67 +135,65 @@ def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), **kwargs) -> HandP
     return HandPoseNet(net, encoder_channels=cfg.channels[2], decoder_channels=cfg.stem_channels)
 
 
-@register_model(params=19_072, macs=2_202_880)
+@register_model(params=18_408, macs=2_069_760)
 def tiny_hand(**kwargs) -> HandPoseNet:
-    """The tiny hand-pose net: 19k parameters, 2.2 M MACs (4.6 MFLOPs) at 120 x 160 (deployable form).
+    """The tiny hand-pose net: 18k parameters, 2.1 M MACs (4.3 MFLOPs) at 120 x 160 (deployable form).
 
     Layout (ours; the paper's layer list is not public): depth normalisation; a 4x4 stride-4 patch stem to 1/4
     (16 ch); tier 1, one 2x2 stride-2 dense conv to 1/8 (24 ch); tier 2, a 2x2 stride-2 down-projection to 1/16
     (32 ch) and a residual dense 3x3; tier 3, a residual bottleneck (1x1 reduce, dense 3x3 at dilation 2, 1x1
-    expand); a decoder of 1x1 projections, bilinear upsampling and additive skips from tier 1 (1/8) and the stem
-    (1/4); a 1x1 heatmap conv and the soft-argmax. The tiers grow in complexity as the patent describes (one conv;
+    expand); a decoder of one 1x1 projection, bilinear upsampling from 1/16 to 1/4 and an additive skip from the
+    stem; a 1x1 heatmap conv and the soft-argmax. The tiers grow in complexity as the patent describes (one conv;
     a conv plus a residual conv; a three-layer residual bottleneck), and the auxiliary heads read tier 3 (pooled)
     and the decoder's output (mask).
 
-    Why:
+    Why (latencies: one thread of our idle 2-core AMD EPYC machine, torch 2.13, batch 1, BatchNorm folded):
       * Early aggressive downsampling: one 4x4 patch to 1/4 in a single op. At 120 x 160 every layer at full or
         half resolution costs more than the whole rest of the net; the keypoints are read from a 1/4 map anyway.
       * Non-overlapping 2x2 strided convolutions to go down, not 3x3 stride 2: torch's batch-1 CPU convolution
-        builds an im2col buffer for small maps, and a padded 3x3 stride-2 conv measured ~140 us against ~85 us
-        for the 2x2 one on our 2-core machine, for less than half the MACs.
-      * Dense convolutions, not depthwise-separable ones: on this machine's eager CPU path a depthwise 3x3 costs
-        ~100 us whatever its size (oneDNN's grouped-conv overhead), 5-10x a small dense conv; at 1/8 and 1/16 with
-        24-32 channels a dense 3x3 is cheap in MACs too. Measured: the same budget built from depthwise-separable
-        blocks ran at about 60% of this net's speed.
+        builds an im2col buffer for small maps, so a padded 3x3 stride-2 conv costs more for more MACs.
+      * Dense convolutions, not depthwise-separable ones: on the eager CPU path a grouped conv takes oneDNN, whose
+        fixed overhead (~35 us) is more than a small dense conv's (~15-30 us); at 1/8 and 1/16 with 24-32
+        channels a dense 3x3 is cheap in MACs too.
       * One dilated 3x3 (dilation 2 in tier 3) gives tier 3 a receptive field of most of the 120 x 160 frame at
-        1/16 without another layer. One, not two parallel rates: a dilated conv takes torch's slower dilated path
-        (~130 us against ~55 us for the same conv undilated at 7 x 10), so each one must earn its place;
-        ``tiny_hand_nodil`` measures what it buys.
-      * Skips: identity skips in tiers 2 and 3 (gradient flow through a very thin net) and additive decoder skips
-        from 1/8 and 1/4 (localisation detail that 1/16 features lack). Additive, not concatenated: no extra
-        channels in the convolution after.
-      * Few ops (about 35 in the deployed graph): eager PyTorch spends 5-30 us per op, so at this size the op count,
-        not the MACs, sets the latency.
+        1/16 without another layer; ``tiny_hand_nodil`` measures what it buys.
+      * Skips: identity skips in tiers 2 and 3 (gradient flow through a very thin net) and one additive decoder
+        skip from the stem at 1/4 (localisation detail that 1/16 features lack). Additive, not concatenated: no
+        extra channels in the convolution after. One, not one per scale: a second skip from tier 1 at 1/8 (a
+        projection, an upsampling and an add, ~25 us, 8% of the latency) made no difference to EPE in a 600-step
+        run (14.90 px with it, 14.85 px without, same seed and data).
+      * Few ops (about 30 in the deployed graph): eager PyTorch spends 2-30 us per op, so at this size the op
+        count, not the MACs, sets the latency (~0.27 ms, where the MACs alone would take a few us).
     """
     return _create_tiny_hand(**kwargs)
 
 
-@register_model(params=74_744, macs=7_832_320)
+@register_model(params=72_136, macs=7_299_840)
 def tiny_hand_wide(**kwargs) -> HandPoseNet:
     """Ablation, every width x2: does capacity beyond the 2%-of-MobileNetV2 budget buy accuracy?"""
     return _create_tiny_hand(TinyHandConfig().scaled(2.0), **kwargs)
 
 
-@register_model(params=4_964, macs=680_320)
+@register_model(params=4_792, macs=647_040)
 def tiny_hand_slim(**kwargs) -> HandPoseNet:
     """Ablation, every width x0.5: how far below the budget can the net shrink before accuracy breaks?"""
     return _create_tiny_hand(TinyHandConfig().scaled(0.5), **kwargs)
 
 
-@register_model(params=19_072, macs=2_202_880)
+@register_model(params=18_408, macs=2_069_760)
 def tiny_hand_nodil(**kwargs) -> HandPoseNet:
     """Ablation, all dilations 1 (same params and MACs): what does tier 3's receptive field add?"""
     return _create_tiny_hand(TinyHandConfig(dilations=(1, 1)), **kwargs)
 
 
-@register_model(params=20_016, macs=3_431_680)
+@register_model(params=19_352, macs=3_298_560)
 def tiny_hand_s2(**kwargs) -> HandPoseNet:
     """Ablation, no early 4x downsampling: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv to 1/4 (a
     conventional two-stride-2 stem). Tests what working at 1/2 resolution buys for its MACs and latency."""
     return _create_tiny_hand(TinyHandConfig(early_stride=2), **kwargs)
 
 
-@register_model(input_shape=(1, 1, 240, 320), params=19_072, macs=9_139_200)
+@register_model(input_shape=(1, 1, 240, 320), params=18_408, macs=8_601_600)
 def tiny_hand_240x320(**kwargs) -> HandPoseNet:
     """The same net at 240 x 320 input, the size comparison with the paper's 35 MFLOPs figure (4x the cost)."""
     return _create_tiny_hand(**kwargs)

@@ -103,13 +103,27 @@ def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> 
     return Stats.from_samples(samples)
 
 
+class _FoldTracer(torch.fx.Tracer):
+    """Traces only down to what BatchNorm folding needs: a module with no conv or BatchNorm inside is one call.
+
+    So a head's Python (a cache keyed on the input size, a loop) runs as written rather than being unrolled into the
+    graph at trace time, where a cache lookup would turn into recomputing its value on every call.
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        foldable = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.Linear)
+        return super().is_leaf_module(m, module_qualified_name) or not any(
+            isinstance(sub, foldable) for sub in m.modules()
+        )
+
+
 def deployed_copy(model: nn.Module) -> tuple[nn.Module, bool]:
     """A copy of ``model`` in eval mode with each Conv2d -> BatchNorm2d pair folded into one convolution.
 
     Every embedded runtime folds BatchNorm before it runs a network, so timing the unfolded graph would charge
     each model for work its deployment never does (on a small CPU an eval-mode BatchNorm costs 15-60 us, a real
-    share of a 1 ms net). The folding is torch.fx's (``torch.fx.experimental.optimization.fuse``); a model that
-    torch.fx cannot trace is timed as it is.
+    share of a 1 ms net). The folding is torch.fx's (``torch.fx.experimental.optimization.fuse``) on a graph traced
+    by :class:`_FoldTracer`; a model that torch.fx cannot trace is timed as it is.
 
     Returns:
         The module to time, and whether the folding was applied. ``model`` itself is never changed.
@@ -119,7 +133,9 @@ def deployed_copy(model: nn.Module) -> tuple[nn.Module, bool]:
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(copy.deepcopy(model).eval()), True
+        root = copy.deepcopy(model).eval()
+        graph = _FoldTracer().trace(root)
+        return fuse(torch.fx.GraphModule(root, graph), inplace=True, no_trace=True), True
     except Exception:  # untraceable Python control flow: time the original, and say so
         return model, False
 
