@@ -273,7 +273,10 @@ def run_suite(
     # The bar counts estimated milliseconds, so that its ETA weighs a MobileNet step more than a tiny net's:
     # profiling first (a fixed estimate per model), then each training run's steps x batch x frame_cost_ms (from
     # the profile just measured). Reused runs are left out, so the ETA covers only what is left.
-    done_before = {cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()))}
+    fingerprints = {name: _fingerprint(name) for name in plan.models}
+    done_before = {
+        cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()), fingerprints[cfg.model])
+    }
     failed: list[str] = []
     bar = tqdm(total=round(PROFILE_MS * len(plan.models)), disable=not progress, dynamic_ncols=True, smoothing=0.05,
                bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
@@ -397,10 +400,23 @@ def _train_parallel(
                 bar.write(f"FAILED {_tag(cfg)}: {record.get('error')}")
 
 
-def _finished(path: Path) -> bool:
-    import json
+def _fingerprint(name: str) -> str | None:
+    """The model's structure hash (``store.model_fingerprint``); None when it does not build (its runs will fail)."""
+    from effbench.train.store import model_fingerprint
 
     try:
-        return json.loads(path.read_text()).get("status") == "ok"
+        return model_fingerprint(create_model(name))
+    except Exception:
+        return None
+
+
+def _finished(path: Path, fingerprint: str | None) -> bool:
+    """Whether the record at ``path`` is a finished run of the model as it is now (see ``store.reusable``)."""
+    from effbench.train.store import read_json, reusable
+
+    if fingerprint is None:
+        return False
+    try:
+        return reusable(read_json(path), fingerprint)
     except (OSError, ValueError):
         return False

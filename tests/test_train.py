@@ -99,6 +99,42 @@ def test_finished_run_is_skipped(cache, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{cfg.hash()}.json"]
 
 
+def test_run_of_a_changed_model_trains_again(cache, tmp_path):
+    """A record names its model, not what the model was: once the layers change, the run is not reused, and the
+    old checkpoint is not loaded into the new layers."""
+    from architectures.tiny_hand import TinyHandConfig, _create_tiny_hand
+
+    widths = {"factor": 1.0}
+
+    @registry.register_model
+    def _test_changing_hand(**kwargs):
+        return _create_tiny_hand(TinyHandConfig().scaled(widths["factor"]), **kwargs)
+
+    try:
+        cfg = small(cache, model="_test_changing_hand", aux=False, steps=4, checkpoint_every=2, val_size=0)
+        first = run(cfg, tmp_path, progress=False)
+        assert first["status"] == "ok" and len(first["model_fingerprint"]) == 12
+        steps = []
+        assert run(cfg, tmp_path, progress=False, on_step=steps.append) == first and steps == []  # unchanged: reused
+
+        widths["factor"] = 0.5
+        second = run(cfg, tmp_path, progress=False, on_step=steps.append)
+        assert second["status"] == "ok", second["error"]
+        assert steps == [1, 2, 3, 4]  # trained from the start, not resumed from the old weights
+        assert second["model_fingerprint"] != first["model_fingerprint"]
+        assert store.read_json(store.record_path(tmp_path, cfg.hash())) == second
+    finally:
+        registry._models.pop("_test_changing_hand")
+
+
+def test_model_fingerprint_follows_layers_not_weights():
+    a, b = registry.create_model("tiny_hand"), registry.create_model("tiny_hand")
+    torch.nn.init.zeros_(b.net.heatmap.weight)
+    assert store.model_fingerprint(a) == store.model_fingerprint(b)
+    assert store.model_fingerprint(a) != store.model_fingerprint(registry.create_model("tiny_hand_nodil"))
+    assert store.model_fingerprint(a) != store.model_fingerprint(registry.create_model("tiny_hand_slim"))
+
+
 @pytest.fixture
 def nan_model():
     """A registered model whose keypoints are NaN: its loss is NaN at the first step."""

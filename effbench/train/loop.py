@@ -116,7 +116,12 @@ def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generat
 
 
 def _train(
-    config: TrainConfig, out_dir: Path, config_hash: str, progress: bool, on_step: Callable[[int], None] | None
+    config: TrainConfig,
+    out_dir: Path,
+    config_hash: str,
+    fingerprint: str,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
 ) -> dict[str, Any]:
     """Train (or resume, or only evaluate a finished checkpoint) and return the metrics and timings."""
     from effbench.registry import create_model
@@ -148,8 +153,8 @@ def _train(
     }
 
     step, train_s, wall_s = 0, 0.0, 0.0  # train_s, wall_s: carried over from before a resume
-    if ckpt_path.exists():
-        ckpt = store.load_checkpoint(ckpt_path)
+    ckpt = store.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ckpt is not None and ckpt.get("model_fingerprint", fingerprint) == fingerprint:  # else: the model changed
         model.load_state_dict(ckpt["model"])
         step, train_s, wall_s = int(ckpt["step"]), float(ckpt["train_s"]), float(ckpt["wall_s"])
         if "optimizer" in ckpt:  # a mid-run checkpoint (a final one holds the weights only)
@@ -164,6 +169,7 @@ def _train(
             "train_s": train_s,
             "wall_s": wall_s + time.perf_counter() - t_start,
             "config_hash": config_hash,
+            "model_fingerprint": fingerprint,
         }
         if not final:
             state.update(optimizer=optimizer.state_dict(), balancer=balancer.state_dict())
@@ -263,8 +269,8 @@ def run(
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; return its run record, also written to ``out_dir/<config_hash>.json``.
 
-    A run whose record says ``ok`` is not run again (its record is returned); one with a checkpoint and no record
-    resumes from the checkpoint. An exception inside training or evaluation (a NaN loss, a model that fails)
+    A run whose record says ``ok`` is not run again (its record is returned) unless the model's layers changed
+    since (its ``model_fingerprint``); one with a checkpoint and no record resumes from the checkpoint. An exception inside training or evaluation (a NaN loss, a model that fails)
     produces a record with ``status: "failed"`` and the error; ``KeyboardInterrupt`` and other non-``Exception``
     errors propagate and leave the checkpoint for a later resume.
 
@@ -278,19 +284,29 @@ def run(
     Raises:
         UsageError: If the config is invalid.
     """
+    from effbench.registry import create_model
+
     config.validate()
     out = Path(out_dir)
     config_hash = config.hash()
     path = store.record_path(out, config_hash)
+    try:
+        fingerprint = store.model_fingerprint(create_model(config.model))
+    except Exception:  # a model that does not build: _train raises the same error below, and it is recorded
+        fingerprint = None
     if path.exists():
         record = store.read_json(path)
-        if record.get("status") == "ok":
+        if fingerprint is not None and store.reusable(record, fingerprint):
             return record
+        if record.get("status") == "ok":  # the model's layers changed since: its weights cannot be resumed either
+            print(f"effbench: {config.model} changed since run {config_hash} was recorded; training it again",
+                  file=sys.stderr)
+            store.checkpoint_path(out, config_hash).unlink(missing_ok=True)
     if progress is None:
         progress = sys.stderr.isatty()
     t0 = time.perf_counter()
     try:
-        result = _train(config, out, config_hash, progress, on_step)
+        result = _train(config, out, config_hash, fingerprint, progress, on_step)
         status, error = "ok", None
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
         status, error = "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
@@ -304,6 +320,7 @@ def run(
         device=config.device,
         wall_s=result["wall_s"],
         steps_per_s=result["steps_per_s"],
+        model_fingerprint=fingerprint,
     )
     store.write_json(path, record)
     return record

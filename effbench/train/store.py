@@ -15,6 +15,7 @@ they load with ``torch.load(weights_only=True)``: a results folder from elsewher
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 #: Top-level keys of a run record, in the order they are written (contract).
 RECORD_KEYS: tuple[str, ...] = (
@@ -35,6 +37,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "machine",
     "torch_version",
     "commit",
+    "model_fingerprint",
     "wall_s",
     "steps_per_s",
     "created",
@@ -136,6 +139,25 @@ def now_iso() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's structure: its module tree (layer types and settings) and parameter shapes.
+
+    A run record keeps it, so that a finished run is not reused once its model's layers have changed (the config
+    hash names the model, not what the model is). Changes inside a ``forward`` with the same layers are not seen.
+    """
+    text = repr(model) + "".join(f"{k}{tuple(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def reusable(record: dict[str, Any], fingerprint: str) -> bool:
+    """Whether a stored record stands for a run of the model as it is now: finished ``ok``, same structure.
+
+    Records written before fingerprints were kept (no ``model_fingerprint``) are taken as they are.
+    """
+    kept = record.get("model_fingerprint")
+    return record.get("status") == "ok" and kept in (None, fingerprint)
+
+
 def make_record(
     config: dict[str, Any],
     config_hash: str,
@@ -146,6 +168,7 @@ def make_record(
     device: str,
     wall_s: float,
     steps_per_s: float | None,
+    model_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """A run record with exactly the contract's keys."""
     record = {
@@ -157,6 +180,7 @@ def make_record(
         "machine": machine_info(device),
         "torch_version": torch.__version__,
         "commit": git_commit(),
+        "model_fingerprint": model_fingerprint,
         "wall_s": wall_s,
         "steps_per_s": steps_per_s,
         "created": now_iso(),
