@@ -270,9 +270,10 @@ def run(
     """Train and evaluate one configuration; return its run record, also written to ``out_dir/<config_hash>.json``.
 
     A run whose record says ``ok`` is not run again (its record is returned) unless the model's layers changed
-    since (its ``model_fingerprint``); one with a checkpoint and no record resumes from the checkpoint. An exception inside training or evaluation (a NaN loss, a model that fails)
-    produces a record with ``status: "failed"`` and the error; ``KeyboardInterrupt`` and other non-``Exception``
-    errors propagate and leave the checkpoint for a later resume.
+    since (its ``model_fingerprint``); one with a checkpoint and no record resumes from the checkpoint. An
+    exception inside training or evaluation (a NaN loss, a model that fails) produces a record with ``status:
+    "failed"`` and the error; ``KeyboardInterrupt`` and other non-``Exception`` errors propagate and leave the
+    checkpoint for a later resume.
 
     Args:
         config: The run's configuration; validated first.
