@@ -26,7 +26,8 @@ register_suite(
         settings={
             "budgets": {
                 # 20 runs x 150 steps x 16 frames x ~0.10 s per frame-over-the-suite (off + on) ~ 8 min of training,
-                # plus data (~10 s), profiling (~1 min), evaluation and the report: <= 15 min on the idle machine.
+                # plus data (~10 s), profiling (~1 min), evaluation and the report: <= 15 min on the idle machine
+                # (measured 2026-11-29, idle, default --jobs 1: 264 s end to end).
                 "quick": {
                     "train": {"steps": 150, "batch_size": 16, "warmup_steps": 15, "train_size": 2048,
                               "val_size": 0, "test_size": 256},
