@@ -258,6 +258,7 @@ def run_suite(
 
     from effbench.report import build_report
     from effbench.train import run as train_run
+    from effbench.train.loop import fingerprint_of
     from effbench.train.store import checkpoint_path, record_path
 
     t0 = time.perf_counter()
@@ -273,7 +274,7 @@ def run_suite(
     # The bar counts estimated milliseconds, so that its ETA weighs a MobileNet step more than a tiny net's:
     # profiling first (a fixed estimate per model), then each training run's steps x batch x frame_cost_ms (from
     # the profile just measured). Reused runs are left out, so the ETA covers only what is left.
-    fingerprints = {name: _fingerprint(name) for name in plan.models}
+    fingerprints = {name: fingerprint_of(name) for name in plan.models}
     done_before = {
         cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()), fingerprints[cfg.model])
     }
@@ -400,22 +401,10 @@ def _train_parallel(
                 bar.write(f"FAILED {_tag(cfg)}: {record.get('error')}")
 
 
-def _fingerprint(name: str) -> str | None:
-    """The model's structure hash (``store.model_fingerprint``); None when it does not build (its runs will fail)."""
-    from effbench.train.store import model_fingerprint
-
-    try:
-        return model_fingerprint(create_model(name))
-    except Exception:
-        return None
-
-
 def _finished(path: Path, fingerprint: str | None) -> bool:
     """Whether the record at ``path`` is a finished run of the model as it is now (see ``store.reusable``)."""
     from effbench.train.store import read_json, reusable
 
-    if fingerprint is None:
-        return False
     try:
         return reusable(read_json(path), fingerprint)
     except (OSError, ValueError):

@@ -119,7 +119,7 @@ def _train(
     config: TrainConfig,
     out_dir: Path,
     config_hash: str,
-    fingerprint: str,
+    fingerprint: str | None,
     progress: bool,
     on_step: Callable[[int], None] | None,
 ) -> dict[str, Any]:
@@ -260,6 +260,16 @@ def _progress_bar(config: TrainConfig, initial: int, enabled: bool) -> Any:
     return tqdm(total=config.steps, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
 
 
+def fingerprint_of(name: str) -> str | None:
+    """The registered model's ``store.model_fingerprint``; None when it does not build (its run fails and says why)."""
+    from effbench.registry import create_model
+
+    try:
+        return store.model_fingerprint(create_model(name))
+    except Exception:
+        return None
+
+
 def run(
     config: TrainConfig,
     out_dir: str | os.PathLike = "runs",
@@ -285,19 +295,14 @@ def run(
     Raises:
         UsageError: If the config is invalid.
     """
-    from effbench.registry import create_model
-
     config.validate()
     out = Path(out_dir)
     config_hash = config.hash()
     path = store.record_path(out, config_hash)
-    try:
-        fingerprint = store.model_fingerprint(create_model(config.model))
-    except Exception:  # a model that does not build: _train raises the same error below, and it is recorded
-        fingerprint = None
+    fingerprint = fingerprint_of(config.model)
     if path.exists():
         record = store.read_json(path)
-        if fingerprint is not None and store.reusable(record, fingerprint):
+        if store.reusable(record, fingerprint):
             return record
         if record.get("status") == "ok":  # the model's layers changed since: its weights cannot be resumed either
             print(f"effbench: {config.model} changed since run {config_hash} was recorded; training it again",

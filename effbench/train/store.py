@@ -149,13 +149,14 @@ def model_fingerprint(model: nn.Module) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def reusable(record: dict[str, Any], fingerprint: str) -> bool:
+def reusable(record: dict[str, Any], fingerprint: str | None) -> bool:
     """Whether a stored record stands for a run of the model as it is now: finished ``ok``, same structure.
 
-    Records written before fingerprints were kept (no ``model_fingerprint``) are taken as they are.
+    Records written before fingerprints were kept (no ``model_fingerprint``) are taken as they are; a model that
+    does not build (``fingerprint`` None) has no reusable run.
     """
     kept = record.get("model_fingerprint")
-    return record.get("status") == "ok" and kept in (None, fingerprint)
+    return fingerprint is not None and record.get("status") == "ok" and kept in (None, fingerprint)
 
 
 def make_record(
