@@ -1,22 +1,34 @@
 """effbench: efficiency benchmarking for tiny neural networks.
 
-The pipeline (DESIGN.md): registry -> profile -> train/evaluate -> report -> gate.
+The pipeline: registry -> profile -> train/evaluate -> report -> gate. The names below import torch on first
+use, not with the package, so that ``bench.py --help`` answers at once.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from effbench.errors import UsageError
-from effbench.profiler import Profile, profile
-from effbench.registry import create_model, get_suite, list_models, list_suites, register_model, register_suite
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Profile",
-    "UsageError",
-    "create_model",
-    "get_suite",
-    "list_models",
-    "list_suites",
-    "profile",
-    "register_model",
-    "register_suite",
-]
+#: Public name -> the module that defines it.
+_LAZY: dict[str, str] = {
+    "Profile": "effbench.profiler",
+    "profile": "effbench.profiler",
+    "create_model": "effbench.registry",
+    "get_suite": "effbench.registry",
+    "list_models": "effbench.registry",
+    "list_suites": "effbench.registry",
+    "register_model": "effbench.registry",
+    "register_suite": "effbench.registry",
+}
+
+__all__ = ["UsageError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Errors that the CLI turns into one clear line and an exit code (DESIGN.md: 2 for usage/config, 1 for a gate)."""
+"""Errors that the CLI turns into one clear line and an exit code: 2 for usage and config errors (1 is a failed gate
+or a failed model)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,8 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
         return "closest: " + ", ".join(near)
     shown = ", ".join(choices[:12]) + (", ..." if len(choices) > 12 else "")
     return "valid: " + shown
+
+
+def error_text(err: BaseException, limit: int = 500) -> str:
+    """``ExceptionType: message`` on one line, at most ``limit`` characters: how a record stores a failure."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:limit]

@@ -15,6 +15,7 @@ alone. A model that fails (raises, NaN) is recorded with its error and the suite
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import traceback
 import warnings
@@ -23,15 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effbench.errors import UsageError, closest
-from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, create_model, get_suite, list_suites, model_info
-from effbench.report.io import write_json_atomic
-from effbench.report.store import MANIFEST, PROFILE_PREFIX, SUITE_DIR
+from effbench import results
+from effbench.errors import UsageError, closest, error_text
+from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
+from effbench.results import SCHEMA, ProfileRecord
 
 DEFAULT_BUDGET = "quick"
 
-#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads), in ms.
-PROFILE_MS = 3000.0
+#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads), in ms: the
+#: embedded suite's ten models took 9 s on the 2-core development machine.
+PROFILE_MS = 1000.0
+#: Training one frame costs about this many times the model's 1-thread latency (see :func:`frame_cost_ms`).
+TRAIN_FRAME_PER_LATENCY = 4.0
 
 
 @dataclass
@@ -144,63 +148,46 @@ def _data_config_for(name: str, data_config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _error_text(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
-
-
-def profile_model(name: str, *, latency: bool = True) -> dict[str, Any]:
+def profile_model(name: str, *, latency: bool = True) -> ProfileRecord:
     """Profile a registered model's deployable form; a failure becomes a record with its error, never a raise.
 
     Returns:
-        The profile record: ``model, status, error, input_shape, profile`` (the flat row), ``reconciliation``
-        (by op type, ours and the peers'), ``peer_notes``, ``by_op``, ``warnings``, and where it ran.
+        The profile record (:class:`effbench.results.ProfileRecord`): the flat row, the reconciliation with the
+        peer counters by op type and why they differ, the per-op breakdown, the warnings, and where it ran.
     """
-    import torch
+    from effbench import measure
+    from effbench.provenance import provenance
 
-    import effbench
-    from effbench.train.store import git_commit, machine_info, now_iso
-
-    record: dict[str, Any] = {"model": name, "status": "ok", "error": None}
+    record: dict[str, Any] = dict.fromkeys(ProfileRecord.__annotations__)  # every field, None until known
+    record.update(schema=SCHEMA, model=name, status="ok")
     try:
-        info = model_info(name)
-        record["input_shape"] = list(info.input_shape)
-        net = create_model(name)
-        deployable = net.deployable() if hasattr(net, "deployable") else net
+        target = measure.registered(name)
+        record["input_shape"] = list(target.input_shape)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            prof = effbench.profile(deployable, info.input_shape, latency=latency, name=name)
-        record["profile"] = prof.as_dict()
-        record["reconciliation"] = prof.reconciliation()
-        record["peer_notes"] = prof.peer_notes()
-        record["by_op"] = [dataclasses.asdict(row) for row in prof.by_op]
-        record["warnings"] = sorted({str(w.message) for w in caught})
+            prof = measure.profile_target(target, latency=latency)
+        record.update(profile=prof.as_dict(), reconciliation=prof.reconciliation(), peer_notes=prof.peer_notes(),
+                      by_op=[dataclasses.asdict(row) for row in prof.by_op],
+                      warnings=sorted({str(w.message) for w in caught}))
     except Exception as err:  # a model that fails is recorded and the suite goes on
-        record.update(status="failed", error=_error_text(err), traceback=traceback.format_exc(limit=8))
-    record.update(machine=machine_info("cpu"), torch_version=torch.__version__, commit=git_commit(), created=now_iso())
-    return record
+        record.update(status="failed", error=error_text(err), traceback=traceback.format_exc(limit=8))
+    record.update(provenance("cpu"))
+    return record  # type: ignore[return-value]
 
 
 def frame_cost_ms(name: str, profile: dict[str, Any] | None) -> float:
     """Estimated training time per frame of a model, in ms, for the progress bar's ETA.
 
-    Training a frame (forward, backward, optimiser) costs about twice the deployable model's 1-thread batch-1
-    latency on the development machine (e.g. mobilenet_v2_100: ~15 ms latency, ~30 ms per training frame), so
-    the profile measured just before gives a per-machine estimate; without one, MACs stand in.
+    Training a frame (forward and backward of the training form, AdamW) costs about 4x the deployable model's
+    1-thread batch-1 latency: measured over the 28 runs of the committed embedded suite (one thread per run),
+    3x to 6.5x, median 4.3 (mobilenet_v2_100: 6.7 ms latency, 29 ms per training frame). The profile measured
+    just before gives a per-machine estimate; without one, MACs stand in.
     """
     row = (profile or {}).get("profile") or {}
     if row.get("latency_ms_1t"):
-        return 2.0 * float(row["latency_ms_1t"])
+        return TRAIN_FRAME_PER_LATENCY * float(row["latency_ms_1t"])
     macs = row.get("macs") or model_info(name).macs or 0
     return 0.5 + macs / 4e6
-
-
-def _fail_record(config: Any, err: BaseException) -> dict[str, Any]:
-    from effbench.train.store import make_record
-
-    return make_record(
-        config.to_dict(), config.hash(), status="failed", error=_error_text(err), metrics={},
-        device=config.device, wall_s=None, steps_per_s=None,
-    )  # fmt: skip
 
 
 @dataclass
@@ -219,6 +206,55 @@ class SuiteResult:
         return 1 if self.failed else 0
 
 
+class _Progress:
+    """One progress bar over a whole suite, and the list of what failed so far.
+
+    The bar counts estimated milliseconds of work, so that its ETA weighs a MobileNet step more than a tiny net's:
+    :data:`PROFILE_MS` per model profiled, then each training run's steps x batch x :func:`frame_cost_ms`.
+    """
+
+    def __init__(self, suite: str, total_ms: float, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.suite = suite
+        self.failed: list[str] = []
+        self._credit = 0.0  # ms done but not yet shown (the bar counts whole ms)
+        self.bar = tqdm(total=round(total_ms), disable=not enabled, dynamic_ncols=True, smoothing=0.05,
+                        bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
+
+    def stage(self, text: str) -> None:
+        """Say what the suite is doing now."""
+        failed = f" ({len(self.failed)} failed)" if self.failed else ""
+        self.bar.set_description_str(f"suite {self.suite}: {text}{failed}")
+
+    def advance(self, ms: float) -> None:
+        """Count ``ms`` of estimated work as done."""
+        self._credit += ms
+        if self._credit >= 1:
+            self.bar.update(int(self._credit))
+            self._credit -= int(self._credit)
+
+    def expect(self, ms: float) -> None:
+        """Set the work still to do, from the estimate made once the profiles are in."""
+        self.bar.total = self.bar.n + round(ms)
+        self.bar.refresh()
+
+    def fail(self, line: str) -> None:
+        """Record a failed stage and print it above the bar."""
+        self.failed.append(line)
+        self.bar.write(f"FAILED {line}")
+
+    def check(self, config: Any, record: dict[str, Any]) -> None:
+        """Record a training run that did not end ``ok``."""
+        if record.get("status") != "ok":
+            self.fail(f"{_tag(config)}: {record.get('error')}")
+
+    def close(self) -> None:
+        """Fill the bar (the estimate is never exact) and close it."""
+        self.bar.update(max(0, self.bar.total - self.bar.n))
+        self.bar.close()
+
+
 def run_suite(
     suite_name: str,
     out_dir: str | Path,
@@ -234,8 +270,8 @@ def run_suite(
 ) -> SuiteResult:
     """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
 
-    Finished runs in the store are reused (effbench.train skips them); ``fresh`` deletes the planned runs'
-    records and checkpoints first so that they run again. Profiles are always measured again, so that every
+    Finished runs in the store are reused (see :func:`effbench.results.reusable`); ``fresh`` deletes the planned
+    runs' records and checkpoints first so that they run again. Profiles are always measured again, so that every
     latency ratio in the report compares models timed in the same run.
 
     Args:
@@ -254,90 +290,100 @@ def run_suite(
     Raises:
         UsageError: For a bad suite, budget or override (before anything runs).
     """
-    from tqdm.auto import tqdm
-
     from effbench.report import build_report
-    from effbench.train import run as train_run
-    from effbench.train.loop import fingerprint_of
-    from effbench.train.store import checkpoint_path, record_path
 
     t0 = time.perf_counter()
     out = Path(out_dir)
     runs_dir = out / "runs"
     plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=str(out / ".cache"))
-    write_json_atomic(runs_dir / SUITE_DIR / MANIFEST, plan.manifest())
-    if fresh:
-        for cfg in plan.configs:
-            record_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
-            checkpoint_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
-
-    # The bar counts estimated milliseconds, so that its ETA weighs a MobileNet step more than a tiny net's:
-    # profiling first (a fixed estimate per model), then each training run's steps x batch x frame_cost_ms (from
-    # the profile just measured). Reused runs are left out, so the ETA covers only what is left.
-    fingerprints = {name: fingerprint_of(name) for name in plan.models}
-    done_before = {
-        cfg.hash() for cfg in plan.configs if _finished(record_path(runs_dir, cfg.hash()), fingerprints[cfg.model])
-    }
-    failed: list[str] = []
-    bar = tqdm(total=round(PROFILE_MS * len(plan.models)), disable=not progress, dynamic_ncols=True, smoothing=0.05,
-               bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
-
-    def stage(text: str) -> None:
-        bar.set_description_str(f"suite {suite_name}: {text}" + (f" ({len(failed)} failed)" if failed else ""))
-
+    todo = _start_store(plan, runs_dir, fresh)
+    bar = _Progress(suite_name, PROFILE_MS * len(plan.models), progress)
     try:
-        profiles: dict[str, dict[str, Any]] = {}
-        for name in plan.models:
-            stage(f"profile {name}")
-            record = profile_model(name, latency=latency)
-            profiles[name] = record
-            write_json_atomic(runs_dir / SUITE_DIR / f"{PROFILE_PREFIX}{name}.json", record)
-            if record["status"] != "ok":
-                failed.append(f"{name} profile: {record['error']}")
-                bar.write(f"FAILED profile {name}: {record['error']}")
-            bar.update(round(PROFILE_MS))
-        cost = {name: frame_cost_ms(name, profiles.get(name)) for name in plan.models}
-        bar.total = bar.n + round(
-            sum(c.steps * c.batch_size * cost[c.model] for c in plan.configs if c.hash() not in done_before)
-        )
-        bar.refresh()
+        profiles = _profile_models(plan.models, runs_dir, latency, bar)
+        cost = {name: frame_cost_ms(name, profiles[name]) for name in plan.models}
+        bar.expect(sum(_run_cost(cfg, cost) for cfg in todo))
         if jobs > 1:
-            _train_parallel(plan, runs_dir, jobs, done_before, cost, bar, stage, failed)
-        for cfg in plan.configs if jobs <= 1 else ():
-            tag = _tag(cfg)
-            stage(f"train {tag}")
-            per_step = 0.0 if cfg.hash() in done_before else cfg.batch_size * cost[cfg.model]
-            credit = [0.0]
-
-            def on_step(_steps: int, w: float = per_step, credit: list[float] = credit) -> None:
-                credit[0] += w
-                if credit[0] >= 1:
-                    bar.update(int(credit[0]))
-                    credit[0] -= int(credit[0])
-
-            try:
-                record = train_run(cfg, runs_dir, progress=False, on_step=on_step)
-            except Exception as err:  # effbench.train records failures itself; this catches what escapes it
-                record = _fail_record(cfg, err)
-                write_json_atomic(record_path(runs_dir, cfg.hash()), record)
-            if record.get("status") != "ok":
-                failed.append(f"{tag}: {record.get('error')}")
-                bar.write(f"FAILED {tag}: {record.get('error')}")
-        stage("report")
-        bar.update(max(0, bar.total - bar.n))
+            _train_parallel(todo, runs_dir, jobs, cost, bar)
+        else:
+            _train_sequential(todo, runs_dir, cost, bar)
+        bar.stage("report")
     finally:
         bar.close()
     built = build_report(runs_dir, out)
     wall = time.perf_counter() - t0
     log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s; "
         f"report: {out / 'report.md'}")
-    for line in failed:
+    for line in bar.failed:
         log(f"failed: {line}")
-    return SuiteResult(plan, out, failed, built["files"], wall)
+    return SuiteResult(plan, out, bar.failed, built["files"], wall)
+
+
+def _start_store(plan: SuitePlan, runs_dir: Path, fresh: bool) -> list[Any]:
+    """Write the plan's manifest (and, with ``fresh``, delete its runs' records and checkpoints); return the runs
+    still to train: those without a finished record of the model as it is now."""
+    from effbench.train.loop import fingerprint_of
+
+    results.write_json(results.manifest_path(runs_dir), plan.manifest())
+    if fresh:
+        for cfg in plan.configs:
+            results.record_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
+            results.checkpoint_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
+    fingerprints = {name: fingerprint_of(name) for name in plan.models}
+    return [cfg for cfg in plan.configs if not _finished(results.record_path(runs_dir, cfg.hash()),
+                                                          fingerprints[cfg.model])]
+
+
+def _finished(path: Path, fingerprint: str | None) -> bool:
+    """Whether the record at ``path`` is a finished run of the model as it is now (see ``results.reusable``)."""
+    try:
+        return path.exists() and results.reusable(results.read_run(path), fingerprint)
+    except results.RecordError:  # unreadable: trained again, and its record replaced
+        return False
+
+
+def _profile_models(models: list[str], runs_dir: Path, latency: bool, bar: _Progress) -> dict[str, ProfileRecord]:
+    """Profile every model into the store, in order; a failure is recorded and the next model goes on."""
+    profiles = {}
+    for name in models:
+        bar.stage(f"profile {name}")
+        profiles[name] = record = profile_model(name, latency=latency)
+        results.write_profile(runs_dir, record)
+        if record["status"] != "ok":
+            bar.fail(f"{name} profile: {record['error']}")
+        bar.advance(PROFILE_MS)
+    return profiles
+
+
+def _run_cost(config: Any, cost: dict[str, float]) -> float:
+    """Estimated ms of one training run: steps x batch x the model's cost per frame."""
+    return config.steps * config.batch_size * cost[config.model]
 
 
 def _tag(cfg: Any) -> str:
     return f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
+
+
+def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """Train one run; an error that escapes effbench.train (which records its own failures) is recorded here."""
+    from effbench.train import run as train_run
+
+    try:
+        return train_run(config, runs_dir, progress=False, **options)
+    except Exception as err:  # recorded like any failed run; the suite goes on
+        record = results.make_run_record(
+            config.to_dict(), config.hash(), status="failed", error=error_text(err), metrics={},
+            device=config.device, wall_s=None, steps_per_s=None,
+        )  # fmt: skip
+        results.write_run(runs_dir, record)
+        return record
+
+
+def _train_sequential(todo: list[Any], runs_dir: Path, cost: dict[str, float], bar: _Progress) -> None:
+    """Train the runs one after the other in this process; the bar advances with every step."""
+    for cfg in todo:
+        bar.stage(f"train {_tag(cfg)}")
+        per_step = cfg.batch_size * cost[cfg.model]
+        bar.check(cfg, _train_or_record(cfg, runs_dir, on_step=lambda _step, ms=per_step: bar.advance(ms)))
 
 
 def _train_in_worker(config: dict[str, Any], runs_dir: str, threads: int) -> dict[str, Any]:
@@ -345,30 +391,13 @@ def _train_in_worker(config: dict[str, Any], runs_dir: str, threads: int) -> dic
     import torch
 
     from effbench.train import TrainConfig
-    from effbench.train import run as train_run
-    from effbench.train.store import record_path
 
     torch.set_num_threads(threads)
-    cfg = TrainConfig.from_dict(config)
-    try:
-        return train_run(cfg, runs_dir, progress=False)
-    except Exception as err:  # recorded like any failed run; the suite goes on
-        record = _fail_record(cfg, err)
-        write_json_atomic(record_path(runs_dir, cfg.hash()), record)
-        return record
+    return _train_or_record(TrainConfig.from_dict(config), runs_dir)
 
 
-def _train_parallel(
-    plan: SuitePlan,
-    runs_dir: Path,
-    jobs: int,
-    done_before: set[str],
-    cost: dict[str, float],
-    bar: Any,
-    stage: Callable[[str], None],
-    failed: list[str],
-) -> None:
-    """Train the plan's runs ``jobs`` at a time in spawned processes; the bar advances as each run finishes.
+def _train_parallel(todo: list[Any], runs_dir: Path, jobs: int, cost: dict[str, float], bar: _Progress) -> None:
+    """Train the runs ``jobs`` at a time in spawned processes; the bar advances as each run finishes.
 
     The data splits are generated once here first, so that the workers read them from the cache instead of
     each rendering the same frames.
@@ -377,35 +406,27 @@ def _train_parallel(
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from effbench.train.loop import load_split
+    _prepare_data(todo, bar)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    bar.stage(f"train {len(todo)} runs, {jobs} at a time")
+    # Longest first: the pool's last runs are then short ones, so the workers finish at about the same time.
+    longest_first = sorted(todo, key=lambda c: -_run_cost(c, cost))
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_in_worker, c.to_dict(), str(runs_dir), threads): c for c in longest_first}
+        for future in as_completed(futures):
+            cfg = futures[future]
+            bar.advance(_run_cost(cfg, cost))
+            bar.check(cfg, future.result())
 
-    # Longest first: the pool's last runs are then short ones, so both workers finish at about the same time.
-    todo = sorted((cfg for cfg in plan.configs if cfg.hash() not in done_before),
-                  key=lambda c: -c.steps * c.batch_size * cost[c.model])
-    for cfg in {(c.data_seed, repr(sorted(c.data_config.items())), c.train_size, c.val_size, c.test_size): c
-                for c in todo}.values():
-        stage(f"data for {cfg.model}")
+
+def _prepare_data(configs: list[Any], bar: _Progress) -> None:
+    """Generate (or read from the cache) every split the runs train and evaluate on, once per data set."""
+    from effbench.data import load_split
+
+    data_sets = {(c.data_seed, json.dumps(c.data_config, sort_keys=True), c.train_size, c.val_size, c.test_size): c
+                 for c in configs}
+    for cfg in data_sets.values():
+        bar.stage(f"data for {cfg.model}")
         for split, size in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
             if size > 0:
                 load_split(split, size, cfg)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    stage(f"train {len(todo)} runs, {jobs} at a time")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_in_worker, cfg.to_dict(), str(runs_dir), threads): cfg for cfg in todo}
-        for future in as_completed(futures):
-            cfg = futures[future]
-            record = future.result()
-            bar.update(round(cfg.steps * cfg.batch_size * cost[cfg.model]))
-            if record.get("status") != "ok":
-                failed.append(f"{_tag(cfg)}: {record.get('error')}")
-                bar.write(f"FAILED {_tag(cfg)}: {record.get('error')}")
-
-
-def _finished(path: Path, fingerprint: str | None) -> bool:
-    """Whether the record at ``path`` is a finished run of the model as it is now (see ``store.reusable``)."""
-    from effbench.train.store import read_json, reusable
-
-    try:
-        return reusable(read_json(path), fingerprint)
-    except (OSError, ValueError):
-        return False

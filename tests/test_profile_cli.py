@@ -61,11 +61,13 @@ def test_csv_with_input_shape_override(tiny_model, capsys):
     assert int(rows[0]["macs"]) == 4 * 4 * 4 * 9
 
 
-def test_module_factory(capsys):
+def test_module_factory_named_after_it_default_shape(capsys):
     args = ["profile", "--module", "torch.nn:Identity", "--input-shape", "1,3,4,4", "--json", "--no-latency"]
     assert main(args) == 0
     row = json.loads(capsys.readouterr().out)[0]
-    assert row["model"] == "torch.nn:Identity" and row["macs"] == 0 and row["params"] == 0
+    assert row["model"] == "Identity" and row["macs"] == 0 and row["params"] == 0
+    assert main(["profile", "--module", "torch.nn:Identity", "--json", "--no-latency", "--no-peers"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["input_shape"] == "1x1x120x160"  # the gate's default too
 
 
 @pytest.mark.parametrize(
@@ -73,15 +75,17 @@ def test_module_factory(capsys):
     [
         (["--model", "mobilenet_v2_100_imagnet"], "closest: mobilenet_v2_100_imagenet"),
         (["--module", "no_such_pkg.mod:make", "--input-shape", "1,3,8,8"], "cannot import 'no_such_pkg.mod'"),
-        (["--module", "torch.nn:NoSuchLayer", "--input-shape", "1,3,8,8"], "has no 'NoSuchLayer'"),
+        (["--module", "torch.nn:NoSuchLayer", "--input-shape", "1,3,8,8"], "has no callable 'NoSuchLayer'"),
         (["--module", "torch:__version__", "--input-shape", "1,3,8,8"], "not callable"),
-        (["--module", "torch.nn:Identity"], "needs --input-shape"),
+        (["--module", "torch.nn.Identity"], "must look like pkg.mod:factory or path/to/file.py:factory"),
+        (["--module", "models/toy:net"], "a file must end in .py"),
+        (["--module", "no/such/file.py:net"], "no file 'no/such/file.py'"),
         (["--model", "resnet18_imagenet", "--input-shape", "1,5,32,32"], "rejects input shape 1x5x32x32"),
         (["--model", "resnet18_imagenet", "--input-shape", "1,a,32"], "--input-shape '1,a,32'"),
         ([], "nothing to profile"),
     ],
-    ids=["unknown-model", "module-import", "module-attr", "module-not-callable", "module-no-shape", "rejected-shape",
-         "bad-shape", "nothing"],  # fmt: skip
+    ids=["unknown-model", "module-import", "module-attr", "module-not-callable", "module-spec", "module-path-not-py",
+         "module-no-file", "rejected-shape", "bad-shape", "nothing"],  # fmt: skip
 )
 def test_usage_errors_exit_2(args, message, capsys):
     assert main(["profile", "--no-latency", "--no-peers", *args]) == 2

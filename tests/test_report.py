@@ -9,7 +9,6 @@ from PIL import Image
 
 from effbench.cli import main
 from effbench.report import build_report, pareto_front
-from effbench.report.io import write_atomic
 from effbench.report.pareto import PNG_SIZE
 from report_helpers import FILES, MODELS, PNGS, REFERENCE, check_tables_against_results, make_store, read_table
 
@@ -114,10 +113,3 @@ def test_report_bad_store_exits_2(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-
-
-def test_write_atomic_replaces_whole_file(tmp_path):
-    path = tmp_path / "sub" / "f.txt"
-    write_atomic(path, "old")
-    write_atomic(path, b"new")
-    assert path.read_text() == "new" and [p.name for p in path.parent.iterdir()] == ["f.txt"]

@@ -114,7 +114,7 @@ def test_bad_budget_and_suite_exit_2(capsys):
 def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
     """``--fresh``: every planned run's record and checkpoint are gone before effbench.train.run sees the config."""
     import effbench.train
-    from effbench.train.store import checkpoint_path, make_record, record_path
+    from effbench.results import checkpoint_path, make_run_record, record_path
 
     out, _, _ = smoke
     shutil.copytree(out / "runs", tmp_path / "runs")
@@ -122,8 +122,8 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
 
     def fake_run(cfg, runs_dir, **kwargs):
         seen.append(record_path(runs_dir, cfg.hash()).exists() or checkpoint_path(runs_dir, cfg.hash()).exists())
-        return make_record(cfg.to_dict(), cfg.hash(), status="failed", error="fake", metrics={}, device="cpu",
-                           wall_s=0.0, steps_per_s=None)  # fmt: skip
+        return make_run_record(cfg.to_dict(), cfg.hash(), status="failed", error="fake", metrics={}, device="cpu",
+                               wall_s=0.0, steps_per_s=None)  # fmt: skip
 
     monkeypatch.setattr(effbench.train, "run", fake_run)
     result = run_suite("smoke", tmp_path, fresh=True, latency=False, progress=False, log=lambda _: None)

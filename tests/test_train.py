@@ -10,8 +10,9 @@ from effbench import registry
 from effbench.cli import main
 from effbench.errors import UsageError
 from effbench.evaluate import evaluate
-from effbench.train import TrainConfig, run, run_many, store
-from effbench.train.loop import load_split
+from effbench import results
+from effbench.data import load_split
+from effbench.train import TrainConfig, run, run_many
 
 SMALL = {"height": 48, "width": 64}
 
@@ -45,7 +46,7 @@ def test_overfits_a_handful_of_frames(cache, tmp_path):
     record = run(cfg, tmp_path, progress=False)
     assert record["status"] == "ok", record["error"]
     model = registry.create_model("tiny_hand")
-    model.load_state_dict(store.load_checkpoint(store.checkpoint_path(tmp_path, cfg.hash()))["model"])
+    model.load_state_dict(results.load_checkpoint(results.checkpoint_path(tmp_path, cfg.hash()))["model"])
     train = load_split("train", cfg.train_size, cfg)
     metrics = evaluate(model.deployable(), {**train, "mask": train["mask"].float()}, aux=False)
     assert metrics["epe_px"] < 1.0
@@ -69,8 +70,8 @@ def test_resume_after_kill_equals_uninterrupted_and_same_seed_same_metrics(cache
 
     with pytest.raises(_Kill):
         run(cfg, tmp_path / "c", progress=False, on_step=kill_at_13)
-    assert not store.record_path(tmp_path / "c", cfg.hash()).exists()
-    assert store.load_checkpoint(store.checkpoint_path(tmp_path / "c", cfg.hash()))["step"] == 10
+    assert not results.record_path(tmp_path / "c", cfg.hash()).exists()
+    assert results.load_checkpoint(results.checkpoint_path(tmp_path / "c", cfg.hash()))["step"] == 10
 
     loads = []
     real_load = torch.load
@@ -87,7 +88,7 @@ def test_finished_run_is_skipped(cache, tmp_path):
     cfg = small(cache, aux=False, steps=4, checkpoint_every=0, val_size=0)
     first = run(cfg, tmp_path, progress=False)
     assert first["status"] == "ok"
-    assert tuple(first) == store.RECORD_KEYS
+    assert tuple(first) == tuple(results.RunRecord.__annotations__) and first["schema"] == results.SCHEMA
     assert first["config"] == cfg.to_dict() and first["config_hash"] == cfg.hash()
     assert first["steps_per_s"] > 0 and first["wall_s"] > 0 and first["commit"]
     assert first["metrics"]["mask_iou"] is None  # no aux: no aux metrics
@@ -122,7 +123,7 @@ def test_run_of_a_changed_model_trains_again(cache, tmp_path):
         assert second["status"] == "ok", second["error"]
         assert steps == [1, 2, 3, 4]  # trained from the start, not resumed from the old weights
         assert second["model_fingerprint"] != first["model_fingerprint"]
-        assert store.read_json(store.record_path(tmp_path, cfg.hash())) == second
+        assert results.read_run(results.record_path(tmp_path, cfg.hash())) == second
     finally:
         registry._models.pop("_test_changing_hand")
 
@@ -130,9 +131,9 @@ def test_run_of_a_changed_model_trains_again(cache, tmp_path):
 def test_model_fingerprint_follows_layers_not_weights():
     a, b = registry.create_model("tiny_hand"), registry.create_model("tiny_hand")
     torch.nn.init.zeros_(b.net.heatmap.weight)
-    assert store.model_fingerprint(a) == store.model_fingerprint(b)
-    assert store.model_fingerprint(a) != store.model_fingerprint(registry.create_model("tiny_hand_nodil"))
-    assert store.model_fingerprint(a) != store.model_fingerprint(registry.create_model("tiny_hand_slim"))
+    assert results.model_fingerprint(a) == results.model_fingerprint(b)
+    assert results.model_fingerprint(a) != results.model_fingerprint(registry.create_model("tiny_hand_nodil"))
+    assert results.model_fingerprint(a) != results.model_fingerprint(registry.create_model("tiny_hand_slim"))
 
 
 @pytest.fixture
@@ -156,7 +157,7 @@ def test_nan_loss_fails_the_run_and_the_suite_goes_on(cache, tmp_path, nan_model
     assert [r["status"] for r in records] == ["failed", "ok"]
     assert records[0]["error"] == "NonFiniteLoss: loss became nan at step 1"
     assert all(v is None for v in records[0]["metrics"].values())
-    assert store.read_json(store.record_path(tmp_path, bad.hash()))["status"] == "failed"
+    assert results.read_run(results.record_path(tmp_path, bad.hash()))["status"] == "failed"
 
 
 def test_run_many_validates_every_config_before_running(tmp_path):
@@ -197,7 +198,7 @@ def test_cli_suite_runs_every_model_and_aux_and_exits_1_on_failure(cache, tmp_pa
         assert main(argv) == 1
     finally:
         registry._suites.pop("_test_suite")
-    records = store.load_records(tmp_path)
+    records = results.load_records(tmp_path)
     runs = sorted((r["config"]["model"], r["config"]["aux"], r["status"]) for r in records)
     assert runs == [(nan_model, False, "failed"), (nan_model, True, "failed"), ("tiny_hand", False, "ok"),
                     ("tiny_hand", True, "ok")]

@@ -1,7 +1,6 @@
-"""Training parts without a training run: losses, balancers, the schedule, the config and its hash, the store."""
+"""Training parts without a training run: losses, balancers, the schedule, the config and its hash."""
 
 import math
-import pickle
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from torch import nn
 
 from effbench.data.skeleton import KEYPOINT_SUBSET, NUM_KEYPOSES
 from effbench.errors import UsageError
-from effbench.train import TrainConfig, store
+from effbench.train import TrainConfig
 from effbench.train.balancing import FixedWeights, GradNorm, UncertaintyWeighting, last_shared_parameter
 from effbench.train.config import field_help
 from effbench.train.loop import lr_at
@@ -180,21 +179,3 @@ def test_config_hash_and_validation():
     with pytest.raises(UsageError, match="unknown model"):
         TrainConfig(model="tiny_hnd").validate()
     assert field_help()["lr"].startswith("peak learning rate")
-
-
-def test_store_atomic_json_record_and_weights_only(tmp_path):
-    store.write_json(tmp_path / "r.json", {"a": 1})
-    assert store.read_json(tmp_path / "r.json") == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
-    with pytest.raises(ValueError):
-        store.write_json(tmp_path / "r.json", {"a": float("nan")})  # not JSON: refused, old file kept
-    assert store.read_json(tmp_path / "r.json") == {"a": 1}
-    rec = store.make_record({}, "h", status="ok", error=None, metrics={}, device="cpu", wall_s=1.0, steps_per_s=2.0)
-    assert tuple(rec) == store.RECORD_KEYS
-    assert rec["machine"]["cores"] >= 1 and rec["machine"]["cpu"]
-    assert rec["torch_version"] == torch.__version__
-    assert store.git_commit(tmp_path) is None  # not a repository
-    # A checkpoint holding an arbitrary object does not load: weights_only refuses to run its code.
-    store.save_checkpoint(tmp_path / "bad.pt", {"x": _TwoHeads()})
-    with pytest.raises(pickle.UnpicklingError):
-        store.load_checkpoint(tmp_path / "bad.pt")

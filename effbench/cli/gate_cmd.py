@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from effbench.gate.format import format_json, format_markdown, format_text
-    from effbench.gate.runner import parse_shape, run_gate
-    from effbench.gate.baseline import write_text_atomic
+    from effbench.gate.runner import run_gate
+    from effbench.measure import parse_shape
+    from effbench.results import write_atomic
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
     gate = run_gate(
@@ -62,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             sys.stdout.write(text)
             return result.exit_code
-        write_text_atomic(Path(args.json), text)
+        write_atomic(Path(args.json), text)
     sys.stdout.write(format_markdown(result, header) if args.format == "markdown" else format_text(result, header))
     return result.exit_code

@@ -1,16 +1,16 @@
 """``bench.py profile``: MACs, FLOPs, parameters, bytes, peak activation memory and latency of models.
 
 Registered models are profiled in their deployable form (``model.deployable()`` when they have one) at their
-registry input shape; ``--module pkg.mod:factory`` profiles any importable model factory. MACs and FLOPs follow
-DESIGN.md: a MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one per output element of
-every other arithmetic op.
+registry input shape; ``--module pkg.mod:factory`` (or ``path/to/file.py:factory``) profiles a model factory,
+named after the factory, at ``--input-shape`` (default 1,1,120,160), exactly as ``bench.py gate --module`` gates it.
+A MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one per output element of every other
+arithmetic op (docs/conventions.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import sys
 from typing import Any
@@ -23,8 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("what to profile (one or more)")
     src.add_argument("--model", action="append", default=[], metavar="NAME", help="registered model (repeatable)")
     src.add_argument("--suite", metavar="NAME", help="every model of a registered suite")
-    src.add_argument("--module", metavar="PKG.MOD:FACTORY", help="a callable returning an nn.Module")
-    p.add_argument("--input-shape", metavar="B,C,H,W", help="input shape with batch (default: the model's own)")
+    src.add_argument("--module", action="append", default=[], metavar="PKG.MOD:FACTORY",
+                     help="a callable returning an nn.Module, or path/to/file.py:factory (repeatable); named after "
+                     "the factory")
+    p.add_argument("--input-shape", metavar="B,C,H,W",
+                   help="input shape with batch (default: a registered model's own; 1,1,120,160 for --module)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the flat rows as JSON")
     out.add_argument("--csv", action="store_true", help="print the flat rows as CSV")
@@ -36,104 +39,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` or ``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+def _targets(args: argparse.Namespace) -> list[Any]:
+    """The :class:`effbench.measure.Target` of everything asked for; models are built later, one at a time."""
+    from effbench import measure, registry
     from effbench.errors import UsageError
 
-    parts = text.replace("x", ",").split(",")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r} is not integers separated by commas, e.g. 1,1,120,160") from None
-    if any(d <= 0 for d in shape):
-        raise UsageError(f"--input-shape {text!r} must be positive, batch first, e.g. 1,1,120,160")
-    return shape
-
-
-def load_factory(spec: str) -> Any:
-    """Import ``pkg.mod:factory`` and return the callable, or raise UsageError naming what is wrong."""
-    from effbench.errors import UsageError
-
-    mod_name, sep, attr = spec.partition(":")
-    if not sep or not mod_name or not attr:
-        raise UsageError(f"--module {spec!r} must look like pkg.mod:factory")
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as err:  # ImportError, or the module raising on import
-        raise UsageError(f"--module {spec!r}: cannot import {mod_name!r} ({type(err).__name__}: {err})") from None
-    factory = getattr(module, attr, None)
-    if factory is None:
-        public = [n for n in dir(module) if not n.startswith("_")]
-        from effbench.errors import closest
-
-        raise UsageError(f"--module {spec!r}: {mod_name} has no {attr!r}; {closest(attr, public)}")
-    if not callable(factory):
-        raise UsageError(f"--module {spec!r}: {attr!r} is a {type(factory).__name__}, not callable")
-    return factory
-
-
-def _targets(args: argparse.Namespace) -> list[tuple[str, Any, tuple[int, ...] | None]]:
-    """(name, builder, default shape) for everything asked for; builders are called later, one at a time."""
-    from effbench import registry
-    from effbench.errors import UsageError
-
-    targets = []
+    shape = measure.parse_shape(args.input_shape) if args.input_shape else None
     names = list(args.model)
     if args.suite:
         names += [n for n in registry.get_suite(args.suite).models() if n not in names]
-    for name in names:
-        info = registry.model_info(name)  # raises with the closest names
-        targets.append((name, lambda n=name: _deployable(registry.create_model(n)), info.input_shape))
-    if args.module:
-        factory = load_factory(args.module)
-        if args.input_shape is None:
-            raise UsageError("--module needs --input-shape, e.g. --input-shape 1,3,224,224")
-        targets.append((args.module, lambda: _checked(factory(), args.module), None))
+    targets = [measure.registered(name, shape) for name in names]  # raises with the closest names
+    targets += [measure.from_spec(spec, shape) for spec in args.module]
     if not targets:
         raise UsageError("nothing to profile: give --model NAME, --suite NAME or --module pkg.mod:factory")
     return targets
 
 
-def _deployable(model: Any) -> Any:
-    return model.deployable() if hasattr(model, "deployable") else model
-
-
-def _checked(model: Any, spec: str) -> Any:
-    from torch import nn
-
-    from effbench.errors import UsageError
-
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"--module {spec!r} returned a {type(model).__name__}, not an nn.Module")
-    return model
-
-
 def run(args: argparse.Namespace) -> int:
-    from effbench.errors import UsageError
-    from effbench.profiler import profile
+    from effbench.errors import UsageError, error_text
+    from effbench.measure import profile_target
 
-    shape_override = parse_shape(args.input_shape) if args.input_shape else None
     targets = _targets(args)
     in_suite = bool(args.suite) and len(targets) > 1
     rows: list[dict[str, Any]] = []
     profiles = []
-    failed = 0
-    for name, build, default_shape in targets:
-        shape = shape_override or default_shape
+    for target in targets:
         try:
-            model = build()
-            prof = profile(model, shape, latency=not args.no_latency, peers=not args.no_peers, name=name)
+            prof = profile_target(target, latency=not args.no_latency, peers=not args.no_peers)
         except Exception as err:
-            # A model failing inside a suite is recorded and the suite goes on (DESIGN.md); a single model's
-            # bad input is a usage error.
+            # A model failing inside a suite is recorded and the suite goes on; a single model's bad input is a
+            # usage error.
             if not in_suite:
                 if isinstance(err, UsageError):
                     raise
-                raise UsageError(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[0][:200]}") from err
-            failed += 1
-            msg = str(err).strip().splitlines()
-            rows.append({"model": name, "error": f"{type(err).__name__}: {msg[0][:200] if msg else ''}"})
-            print(f"error: {name}: {rows[-1]['error']}", file=sys.stderr)
+                raise UsageError(f"{target.name}: {error_text(err, 200)}") from err
+            rows.append({"model": target.name, "error": error_text(err, 200)})
+            print(f"error: {target.name}: {rows[-1]['error']}", file=sys.stderr)
             continue
         profiles.append(prof)
         rows.append(prof.as_dict())
@@ -147,18 +88,22 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         print(summary_table(rows))
-    if not (args.json or args.csv):
         for prof in profiles:
-            if args.by_module:
-                print(f"\n{prof.name}: by module (depth <= {args.depth})")
-                print(module_table(prof, args.depth))
-            if args.by_op:
-                print(f"\n{prof.name}: by op")
-                print(op_table(prof))
-                if prof.peers:
-                    print(f"\n{prof.name}: reconciliation with other counters (their figure per op type, in MACs)")
-                    print(reconciliation_table(prof))
-    return 1 if failed else 0
+            print_breakdowns(prof, args)
+    return 1 if len(profiles) < len(targets) else 0
+
+
+def print_breakdowns(prof: Any, args: argparse.Namespace) -> None:
+    """The per-module and per-op tables and the peer reconciliation that ``--by-module`` and ``--by-op`` ask for."""
+    if args.by_module:
+        print(f"\n{prof.name}: by module (depth <= {args.depth})")
+        print(module_table(prof, args.depth))
+    if args.by_op:
+        print(f"\n{prof.name}: by op")
+        print(op_table(prof))
+        if prof.peers:
+            print(f"\n{prof.name}: reconciliation with other counters (their figure per op type, in MACs)")
+            print(reconciliation_table(prof))
 
 
 def _m(v: float | None, scale: float = 1e6, digits: int = 2) -> str | None:

@@ -2,7 +2,7 @@
 
 - :mod:`~effbench.gate.metrics`: the gated metrics and their units (KB = 1000 bytes).
 - :mod:`~effbench.gate.budgets`: read and validate ``[tool.effbench.budgets]``.
-- :mod:`~effbench.gate.baseline`: write and read the baseline JSON (atomically).
+- :mod:`~effbench.gate.baseline`: write and read the baseline JSON.
 - :mod:`~effbench.gate.check`: compare flat profile rows with budgets and baseline.
 - :mod:`~effbench.gate.format`: violation lines, summary table, markdown, JSON.
 - :mod:`~effbench.gate.runner`: build, profile and check the gated models.

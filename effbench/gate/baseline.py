@@ -1,52 +1,31 @@
 """The committed baseline: each gated model's profile as of the last ``bench.py gate --update-baseline``.
 
-One JSON file, written to a temporary name and renamed so that an interrupted update never leaves half a file.
-It holds the flat profile rows (base units: counts, bytes) of every gated model and says where they came from
-(date, commit, torch version, machine), like a pytest-benchmark result file::
+One JSON file, written atomically (:func:`effbench.results.write_json`) so that an interrupted update never leaves
+half a file. It holds the flat profile rows (base units: counts, bytes) of every gated model and says where they
+came from (:func:`effbench.provenance.provenance`: UTC date, commit, torch version, machine), like a
+pytest-benchmark result file::
 
-    {"effbench_baseline": 1, "created": "...", "commit": "...", "torch_version": "...", "machine": {...},
-     "models": {"tiny_hand": {"input_shape": [1, 1, 120, 160], "params": 24000, "flops": 33000000, ...}}}
+    {"commit": "...", "created": "...", "effbench_baseline": 1, "machine": {...},
+     "models": {"tiny_hand": {"flops": 33000000, "input_shape": [1, 1, 120, 160], "params": 24000, ...}},
+     "torch_version": "..."}
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from effbench.errors import UsageError
+from effbench.provenance import provenance
+from effbench.results import write_json
 
 FORMAT_VERSION = 1
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, OS and Python of this machine, for the record."""
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "system": platform.system(),
-        "python": platform.python_version(),
-    }
-
-
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The current commit hash, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def write_baseline(path: str | Path, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Write the baseline atomically (temporary file in the same folder, then rename).
+    """Write the baseline atomically, by effbench's JSON rule (sorted keys, so that updates diff cleanly).
 
     Args:
         path: The baseline JSON file.
@@ -55,33 +34,16 @@ def write_baseline(path: str | Path, models: Mapping[str, Mapping[str, Any]]) ->
     Returns:
         The document written.
     """
-    import torch
-
     path = Path(path)
+    # The commit is the one of the project that holds the baseline (a user's repository, not effbench's).
+    project = path.parent if path.parent.exists() else Path.cwd()
     doc = {
         "effbench_baseline": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(path.parent if path.parent.exists() else None),
-        "torch_version": torch.__version__,
-        "machine": machine_info(),
+        **provenance("cpu", where=project),
         "models": {name: dict(row) for name, row in sorted(models.items())},
     }
-    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+    write_json(path, doc)
     return doc
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path`` (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_baseline(path: str | Path) -> dict[str, Any]:

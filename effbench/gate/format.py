@@ -7,13 +7,13 @@ pull-request comment, JSON for dashboards.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tabulate import tabulate
 
 from effbench.gate.check import Check, GateResult
 from effbench.gate.metrics import METRICS
+from effbench.results import json_text
 
 _STATUS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skipped": "skipped"}
 
@@ -119,12 +119,12 @@ def as_json_dict(result: GateResult, **context: Any) -> dict[str, Any]:
 
 
 def format_json(result: GateResult, **context: Any) -> str:
-    """:func:`as_json_dict` as indented JSON text (non-finite floats become null)."""
-    return json.dumps(_finite(as_json_dict(result, **context)), indent=2, default=str) + "\n"
+    """:func:`as_json_dict` by effbench's JSON rule (:func:`effbench.results.json_text`), non-finite floats as null."""
+    return json_text(_finite(as_json_dict(result, **context)))
 
 
 def _finite(obj: Any) -> Any:
-    # json.dumps writes NaN/Infinity, which strict parsers (browsers, jq) reject.
+    # NaN and infinity are not JSON (strict parsers, browsers and jq reject them); a dashboard reads null.
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return None
     if isinstance(obj, dict):

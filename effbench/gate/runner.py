@@ -1,39 +1,25 @@
 """Run a gate: find the gated models, build their deployable form, profile them, check, maybe update the baseline.
 
-Registered models are built with :func:`effbench.create_model` at their registered input shape; custom models
-come from ``pkg.mod:factory`` specs (a function or class called with no arguments), named after the factory.
-A model with ``deployable()`` is gated in that form (DESIGN.md: what is deployed is what is gated).
+Registered models are built from the registry at their registered input shape; custom models come from
+``--module`` specs (:func:`effbench.measure.from_spec`: a function or class called with no arguments), named after
+the factory. A model with ``deployable()`` is gated in that form: what is deployed is what is gated.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from effbench.errors import UsageError, closest
+from effbench import measure
+from effbench.errors import UsageError, error_text
 from effbench.gate.baseline import read_baseline, write_baseline
 from effbench.gate.budgets import Budgets, ModelBudget, find_budgets_file, load_budgets
 from effbench.gate.check import GateResult, add_latency_ratios, check
 from effbench.gate.metrics import BASELINE_ROW_KEYS, METRICS
-from effbench.registry import DEFAULT_INPUT_SHAPE
 
 ProfileFn = Callable[..., Any]
-
-
-@dataclass
-class CustomModel:
-    """A model from ``--module pkg.mod:factory``."""
-
-    name: str
-    factory: Callable[[], nn.Module]
-    input_shape: tuple[int, ...]
 
 
 @dataclass
@@ -47,68 +33,22 @@ class GateRun:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,1,120,160"`` or ``"1x1x120x160"`` -> ``(1, 1, 120, 160)``.
-
-    Raises:
-        UsageError: If it is not positive integers.
-    """
-    parts = re.split(r"\s*[x,]\s*", text.strip())
-    shape = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
-    if not shape or any(d <= 0 for d in shape):
-        raise UsageError(f"input shape {text!r} is not positive integers like 1,1,120,160 (batch included)")
-    return shape
-
-
-def load_custom(spec: str, input_shape: tuple[int, ...] | None = None) -> CustomModel:
-    """Import ``pkg.mod:factory`` (the current folder is importable, as with ``python -m``).
-
-    Raises:
-        UsageError: A spec without ``:``, a module that does not import, or a missing factory.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"--module {spec!r} must look like pkg.mod:factory")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise UsageError(f"--module {spec!r}: cannot import {module_name!r}: {err}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise UsageError(f"--module {spec!r}: {module_name} has no callable {attr!r}; {closest(attr, names)}")
-    return CustomModel(attr, factory, tuple(input_shape or DEFAULT_INPUT_SHAPE))
-
-
-def _default_profile(model: nn.Module, input_shape: tuple[int, ...], *, latency: bool) -> dict[str, Any]:
+def _default_profile(model: Any, input_shape: tuple[int, ...], *, latency: bool) -> dict[str, Any]:
     from effbench.profiler import profile
 
     return profile(model, input_shape, latency=latency).as_dict()
 
 
-def profile_model(
-    name: str, custom: CustomModel | None, *, latency: bool, profile_fn: ProfileFn | None = None
-) -> dict[str, Any]:
-    """Build one model's deployable form and profile it; any exception becomes an ``error`` field."""
-    from effbench import registry
-
+def profile_model(target: measure.Target, *, latency: bool, profile_fn: ProfileFn | None = None) -> dict[str, Any]:
+    """Build one model's deployable form and profile it; an error of the model's own becomes an ``error`` field."""
     profile_fn = profile_fn or _default_profile
-    shape = custom.input_shape if custom else registry.model_info(name).input_shape
     try:
-        model = custom.factory() if custom else registry.create_model(name)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"factory returned {type(model).__name__}, not an nn.Module")
-        if callable(getattr(model, "deployable", None)):
-            model = model.deployable()
-        model.eval()
-        row = dict(profile_fn(model, shape, latency=latency))
+        row = dict(profile_fn(measure.build_deployable(target), target.input_shape, latency=latency))
     except UsageError:
         raise  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
     except Exception as err:  # noqa: BLE001 - a model that fails is reported, the others still get gated
-        return {"input_shape": list(shape), "error": f"{type(err).__name__}: {err}"}
-    row["input_shape"] = list(shape)
+        return {"input_shape": list(target.input_shape), "error": error_text(err)}
+    row["input_shape"] = list(target.input_shape)
     return row
 
 
@@ -156,7 +96,7 @@ def run_gate(
 
     budgets_path = find_budgets_file(budgets_file)
     budgets: Budgets = load_budgets(budgets_path)
-    customs = [load_custom(spec, input_shape) for spec in modules]
+    customs = [measure.from_spec(spec, input_shape) for spec in modules]
     registered = registry.list_models()
     for c in customs:
         if c.name in registered:
@@ -190,7 +130,8 @@ def run_gate(
             (name in gated and gated[name].needs_latency()) or (needs_ratio and name == budgets.reference))
         if progress:
             progress(f"profiling {name}{' (with latency)' if wants_latency else ''}")
-        rows[name] = profile_model(name, by_name.get(name), latency=wants_latency, profile_fn=profile_fn)
+        target = by_name.get(name) or measure.registered(name)
+        rows[name] = profile_model(target, latency=wants_latency, profile_fn=profile_fn)
     add_latency_ratios(rows, budgets.reference if needs_ratio else None)
 
     run = GateRun(GateResult(), budgets_path, baseline_path)

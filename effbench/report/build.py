@@ -7,17 +7,17 @@ the records, so building twice from the same store gives the same bytes.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from effbench.errors import UsageError
+from effbench.provenance import describe_machine
 from effbench.report import tables
-from effbench.report.io import write_atomic
+from effbench.report.frame import results_frame
 from effbench.report.pareto import Point, plot_pareto
-from effbench.report.store import Store, load_store, results_frame
+from effbench.results import Store, load_store, write_atomic
 
 #: The Pareto plots: (file stem, prof_* cost key, scale, short name, axis title).
 PARETO_PLOTS: tuple[tuple[str, str, float, str, str], ...] = (
@@ -53,8 +53,7 @@ def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: 
         errors = [float(v) for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
         if tables.is_missing(cost) or not cost or cost <= 0 or not errors:
             continue
-        mean = sum(errors) / len(errors)
-        std = math.sqrt(sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) if len(errors) > 1 else 0.0
+        mean, std = tables.mean_std(errors)
         points.append(Point(str(name), bool(aux), float(cost) * scale, mean, std))
     return points
 
@@ -69,15 +68,11 @@ def header_facts(store: Store) -> dict[str, str]:
     created = _distinct([r.get("created") for r in records])
     commits = _distinct([r.get("commit") for r in records])
     torches = _distinct([r.get("torch_version") for r in records])
-    # Latency is measured while profiling, so the profiles' machine is the one the cost table describes.
-    machines = _distinct([json.dumps(r.get("machine"), sort_keys=True) for r in records if r.get("machine")])
-    machine = "unknown"
-    if machines:
-        m = json.loads(machines[0])
-        machine = f"{m.get('cpu', 'unknown CPU')}, {m.get('cores', '?')} cores"
-        extra = len({(json.loads(x).get("cpu"), json.loads(x).get("cores")) for x in machines}) - 1
-        if extra:
-            machine += f" (and {extra} other machine(s) in the records)"
+    # Latency is measured while profiling, so the profiles' machine (listed first) is the one the cost table describes.
+    machines = _distinct([describe_machine(r["machine"]) for r in records if r.get("machine")])
+    machine = machines[0] if machines else "unknown"
+    if len(machines) > 1:
+        machine += f" (and {len(machines) - 1} other machine(s) in the records)"
     devices = _distinct([(r.get("config") or {}).get("device") for r in store.runs])
     gpus = _distinct([(r.get("machine") or {}).get("gpu") for r in store.runs])
     return {

@@ -1,4 +1,4 @@
-"""The report's tables, computed from the flat results rows (:func:`effbench.report.store.results_frame`).
+"""The report's tables, computed from the flat results rows (:func:`effbench.report.frame.results_frame`).
 
 Each function returns a DataFrame of display strings (the numbers formatted once, here), so the markdown
 and any test that checks it read the same text. Units: KB = 1000 bytes (the unit of the paper's "under 300 KB"),
@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -66,25 +67,33 @@ def fmt(value: Any, digits: int = 2, scale: float = 1.0) -> str:
     return f"{float(value) * scale:,.{digits}f}"
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) over seeds; the std of a single value is 0."""
+    vals = np.asarray(values, dtype=float)
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+
+
+def _present(values: Sequence[Any], scale: float) -> list[float]:
+    return [float(v) * scale for v in values if not is_missing(v)]
+
+
 def fmt_mean_std(values: Sequence[float], digits: int, scale: float = 1.0) -> str:
     """``mean ± std`` over seeds (sample std, ddof=1); just the mean for one seed; ``-`` for none."""
-    vals = [float(v) * scale for v in values if not is_missing(v)]
+    vals = _present(values, scale)
     if not vals:
         return NA
-    mean = sum(vals) / len(vals)
+    mean, std = mean_std(vals)
     if len(vals) == 1:
         return f"{mean:,.{digits}f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
     return f"{mean:,.{digits}f} ± {std:,.{digits}f}"
 
 
 def fmt_change(off: Sequence[float], on: Sequence[float], digits: int, scale: float = 1.0) -> str:
     """Change of the seed mean that aux training brings: ``on - off`` and, relative to off, in percent."""
-    a = [float(v) * scale for v in off if not is_missing(v)]
-    b = [float(v) * scale for v in on if not is_missing(v)]
+    a, b = _present(off, scale), _present(on, scale)
     if not a or not b:
         return NA
-    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    mean_a, mean_b = mean_std(a)[0], mean_std(b)[0]
     delta = mean_b - mean_a
     rel = f" ({delta / mean_a * 100:+.1f}%)" if mean_a else ""
     return f"{delta:+,.{digits}f}{rel}"

@@ -9,7 +9,6 @@ schedule position and every RNG state, so a resumed run takes exactly the steps 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,8 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from effbench import results
+from effbench.data.splits import load_split
+from effbench.errors import error_text
 from effbench.evaluate import METRIC_KEYS, evaluate
-from effbench.train import store
 from effbench.train.balancing import GradNorm, last_shared_parameter, make_balancer
 from effbench.train.config import AUX_TASKS, TrainConfig
 from effbench.train.losses import task_losses
@@ -32,16 +33,12 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf."""
 
 
-#: The metrics of a record: the contract's test-split metrics, then the validation EPE and the last training loss.
+#: The metrics of a record: the test-split metrics (effbench.evaluate), then the validation EPE and the last training loss.
 RECORD_METRIC_KEYS: tuple[str, ...] = METRIC_KEYS + ("val_epe_px", "final_train_loss")
 
 #: How often (steps) a CUDA run synchronises to read the loss for the progress bar and the NaN check; a CPU run
 #: checks every step (reading a CPU tensor costs nothing).
 SYNC_EVERY_CUDA = 25
-
-# The last data set loaded, on the host, so that the runs of a suite do not regenerate it: (key, split tensors).
-_data_cache: dict[tuple, dict[str, Tensor]] = {}
-
 
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate of step ``step`` (0-based): linear warm-up to ``lr``, then cosine to ``lr * min_lr_ratio``."""
@@ -51,26 +48,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     low = config.lr * config.min_lr_ratio
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
-
-
-def load_split(split: str, size: int, config: TrainConfig) -> dict[str, Tensor]:
-    """A data split as stacked host tensors, the mask stored as uint8 (a quarter of the float32 bytes).
-
-    The most recent data set (all splits of one ``data_seed``) stays cached in the process for the next run.
-    """
-    from effbench.data import SyntheticHands
-
-    scene = json.dumps(config.data_config, sort_keys=True)
-    key = (split, size, config.data_seed, config.data_cache_dir, scene)
-    if key not in _data_cache:
-        if not any(k[2:] == key[2:] for k in _data_cache):
-            _data_cache.clear()
-        data = SyntheticHands(split, size, config.data_seed, cache_dir=config.data_cache_dir, **config.data_config)
-        tensors = data.tensors()
-        tensors = dict(tensors)
-        tensors["mask"] = (tensors["mask"] > 0.5).to(torch.uint8)
-        _data_cache[key] = tensors
-    return _data_cache[key]
 
 
 def _to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -128,8 +105,8 @@ def _train(
 
     t_start = time.perf_counter()
     device = torch.device(config.device)
-    ckpt_path = store.checkpoint_path(out_dir, config_hash)
-    store.write_json(ckpt_path.with_suffix(".config.json"), config.to_dict())
+    ckpt_path = results.checkpoint_path(out_dir, config_hash)
+    results.write_json(ckpt_path.with_suffix(".config.json"), config.to_dict())
 
     torch.manual_seed(config.seed)  # model initialisation
     model = create_model(config.model).to(device)
@@ -153,7 +130,7 @@ def _train(
     }
 
     step, train_s, wall_s = 0, 0.0, 0.0  # train_s, wall_s: carried over from before a resume
-    ckpt = store.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    ckpt = results.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ckpt is not None and ckpt.get("model_fingerprint", fingerprint) == fingerprint:  # else: the model changed
         model.load_state_dict(ckpt["model"])
         step, train_s, wall_s = int(ckpt["step"]), float(ckpt["train_s"]), float(ckpt["wall_s"])
@@ -174,7 +151,7 @@ def _train(
         if not final:
             state.update(optimizer=optimizer.state_dict(), balancer=balancer.state_dict())
             state["rng"] = _rng_state(generators, device)
-        store.save_checkpoint(ckpt_path, state)
+        results.save_checkpoint(ckpt_path, state)
 
     final_loss = float("nan")
     if step < config.steps:
@@ -261,11 +238,11 @@ def _progress_bar(config: TrainConfig, initial: int, enabled: bool) -> Any:
 
 
 def fingerprint_of(name: str) -> str | None:
-    """The registered model's ``store.model_fingerprint``; None when it does not build (its run fails and says why)."""
+    """The registered model's ``results.model_fingerprint``; None when it does not build (its run fails and says why)."""
     from effbench.registry import create_model
 
     try:
-        return store.model_fingerprint(create_model(name))
+        return results.model_fingerprint(create_model(name))
     except Exception:
         return None
 
@@ -298,16 +275,16 @@ def run(
     config.validate()
     out = Path(out_dir)
     config_hash = config.hash()
-    path = store.record_path(out, config_hash)
+    path = results.record_path(out, config_hash)
     fingerprint = fingerprint_of(config.model)
     if path.exists():
-        record = store.read_json(path)
-        if store.reusable(record, fingerprint):
+        record = results.read_run(path)
+        if results.reusable(record, fingerprint):
             return record
         if record.get("status") == "ok":  # the model's layers changed since: its weights cannot be resumed either
             print(f"effbench: {config.model} changed since run {config_hash} was recorded; training it again",
                   file=sys.stderr)
-            store.checkpoint_path(out, config_hash).unlink(missing_ok=True)
+            results.checkpoint_path(out, config_hash).unlink(missing_ok=True)
     if progress is None:
         progress = sys.stderr.isatty()
     t0 = time.perf_counter()
@@ -315,9 +292,9 @@ def run(
         result = _train(config, out, config_hash, fingerprint, progress, on_step)
         status, error = "ok", None
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
-        status, error = "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        status, error = "failed", error_text(err)
         result = {"metrics": dict.fromkeys(RECORD_METRIC_KEYS), "wall_s": time.perf_counter() - t0, "steps_per_s": None}
-    record = store.make_record(
+    record = results.make_run_record(
         config.to_dict(),
         config_hash,
         status=status,
@@ -328,7 +305,7 @@ def run(
         steps_per_s=result["steps_per_s"],
         model_fingerprint=fingerprint,
     )
-    store.write_json(path, record)
+    results.write_run(out, record)
     return record
 
 

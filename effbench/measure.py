@@ -1,0 +1,156 @@
+"""What ``profile``, ``gate`` and a suite measure: a registered model or a user's factory, built in its deployable
+form at its input shape, under one name.
+
+A *target* is a name, a way to build the model and an input shape. Registered models come from the registry at
+their registered shape. A factory comes from ``--module``: ``pkg.mod:factory`` (imported with the current folder
+on ``sys.path``, as ``python -m`` does) or ``path/to/file.py:factory``; it is named after the factory (``toy`` for
+``toymod:toy``) in every command, so budgets, baselines and tables agree. A model that has ``deployable()`` is
+measured in that form: what ships is what is measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import UsageError, closest
+
+_SPEC_FORMS = "pkg.mod:factory or path/to/file.py:factory"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model to measure.
+
+    Attributes:
+        name: What tables, budgets and baselines call it.
+        build: Builds the model (trained form; :func:`build_deployable` takes the deployable one).
+        input_shape: Its input, batch included.
+    """
+
+    name: str
+    build: Callable[[], Any]
+    input_shape: tuple[int, ...]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,1,120,160"`` or ``"1x1x120x160"`` -> ``(1, 1, 120, 160)``.
+
+    Raises:
+        UsageError: If it is not positive integers.
+    """
+    parts = re.split(r"\s*[x,]\s*", text.strip())
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--input-shape {text!r} is not positive integers like 1,1,120,160 (batch first)")
+    return tuple(int(p) for p in parts)
+
+
+def registered(name: str, input_shape: tuple[int, ...] | None = None) -> Target:
+    """A registered model, at its registered input shape unless ``input_shape`` is given.
+
+    Raises:
+        UsageError: If no model has that name (with the closest names).
+    """
+    from effbench import registry
+
+    info = registry.model_info(name)
+    return Target(name, lambda: registry.create_model(name), tuple(input_shape or info.input_shape))
+
+
+def from_spec(spec: str, input_shape: tuple[int, ...] | None = None) -> Target:
+    """The factory ``spec`` names (``pkg.mod:factory`` or ``path/to/file.py:factory``), called with no arguments.
+
+    Args:
+        spec: Where the factory is.
+        input_shape: Its input (default: the hand-pose task's depth frame, ``registry.DEFAULT_INPUT_SHAPE``).
+
+    Raises:
+        UsageError: A spec of neither form, a file or module that does not import, or no such callable in it.
+    """
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr.isidentifier():
+        raise UsageError(f"--module {spec!r} must look like {_SPEC_FORMS}")
+    module = _import_file(spec, Path(where)) if _is_path(where) else _import_module(spec, where)
+    factory = getattr(module, attr, None)
+    if factory is None:
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise UsageError(f"--module {spec!r}: {where} has no callable {attr!r}; {closest(attr, names)}")
+    if not callable(factory):
+        raise UsageError(f"--module {spec!r}: {attr!r} is a {type(factory).__name__}, not callable")
+    from effbench.registry import DEFAULT_INPUT_SHAPE
+
+    return Target(attr, factory, tuple(input_shape or DEFAULT_INPUT_SHAPE))
+
+
+def _is_path(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def _import_module(spec: str, name: str) -> Any:
+    cwd = str(Path.cwd())
+    if "" not in sys.path and cwd not in sys.path:  # `python bench.py` puts the script's folder there, not the cwd
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except Exception as err:  # ImportError, or the module raising while it imports
+        raise UsageError(f"--module {spec!r}: cannot import {name!r} ({type(err).__name__}: {err})") from None
+
+
+def _import_file(spec: str, path: Path) -> Any:
+    if path.suffix != ".py":
+        raise UsageError(f"--module {spec!r}: a file must end in .py ({_SPEC_FORMS})")
+    if not path.is_file():
+        raise UsageError(f"--module {spec!r}: no file {str(path)!r} (from {Path.cwd()})")
+    # Imported as a module named after the file, its folder on sys.path, as `python path/to/file.py` would run it:
+    # so its own imports of neighbouring files work.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[path.stem] = module  # dataclasses and pickling look a class's module up there
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[path.stem]
+        raise UsageError(f"--module {spec!r}: cannot import {str(path)!r} ({type(err).__name__}: {err})") from None
+    return module
+
+
+def deployable(model: Any, name: str) -> Any:
+    """``model.deployable()`` when the model has one, else the model itself.
+
+    Raises:
+        UsageError: If ``model`` is not an ``nn.Module`` (a factory that returns something else).
+    """
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{name}: the factory returned a {type(model).__name__}, not an nn.Module")
+    return model.deployable() if callable(getattr(model, "deployable", None)) else model
+
+
+def build_deployable(target: Target) -> Any:
+    """Build the target and return its deployable form (any error from the model's own code propagates)."""
+    return deployable(target.build(), target.name)
+
+
+def profile_target(target: Target, **options: Any) -> Any:
+    """Build the target's deployable form and profile it at its input shape.
+
+    Args:
+        target: What to measure.
+        **options: Passed to :func:`effbench.profiler.profile` (``latency``, ``peers``...).
+
+    Returns:
+        The :class:`effbench.profiler.Profile`, named after the target.
+    """
+    from effbench.profiler import profile
+
+    return profile(build_deployable(target), target.input_shape, name=target.name, **options)

@@ -1,0 +1,61 @@
+"""The results store, read and write: run and profile records (versioned), the folder layout, and the one
+atomic writer and JSON rule that every file effbench writes goes through (run records, suite files, reports,
+the gate baseline).
+
+- :mod:`~effbench.results.files`: ``write_atomic``, ``write_json`` (sorted keys, no NaN), ``read_json``.
+- :mod:`~effbench.results.records`: ``RunRecord``, ``ProfileRecord``, their ``schema`` and checks.
+- :mod:`~effbench.results.store`: where each file lives, reading a store back (``load_store``), checkpoints.
+"""
+
+from effbench.results.files import json_text, read_json, write_atomic, write_json
+from effbench.results.records import (
+    SCHEMA,
+    ProfileRecord,
+    RecordError,
+    RunRecord,
+    check_record,
+    make_run_record,
+    model_fingerprint,
+    reusable,
+)
+from effbench.results.store import (
+    Store,
+    checkpoint_path,
+    load_checkpoint,
+    load_records,
+    load_store,
+    manifest_path,
+    profile_path,
+    read_run,
+    record_path,
+    save_checkpoint,
+    write_profile,
+    write_run,
+)
+
+__all__ = [
+    "SCHEMA",
+    "ProfileRecord",
+    "RecordError",
+    "RunRecord",
+    "Store",
+    "check_record",
+    "checkpoint_path",
+    "json_text",
+    "load_checkpoint",
+    "load_records",
+    "load_store",
+    "make_run_record",
+    "manifest_path",
+    "model_fingerprint",
+    "profile_path",
+    "read_json",
+    "read_run",
+    "record_path",
+    "reusable",
+    "save_checkpoint",
+    "write_atomic",
+    "write_json",
+    "write_profile",
+    "write_run",
+]

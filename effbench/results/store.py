@@ -1,0 +1,196 @@
+"""The results store: where each file of a store lives, writing records into it and reading it back.
+
+Layout of a store folder (``bench.py train --out DIR``, or ``reports/<suite>/runs`` for a suite)::
+
+    <config_hash>.json                     one run record per trained (model, aux, seed), written when it ends
+    checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the final weights only
+    checkpoints/<config_hash>.config.json  its config, written when it starts
+    suite/manifest.json                    a suite's plan: suite, reference, models, budget, seeds, planned runs
+    suite/profile-<model>.json             the profile of each model's deployable form
+
+Only run records sit at the top level, so ``glob("*.json")`` finds every run and nothing else. Checkpoints hold
+only tensors, numbers, strings and dicts and load with ``torch.load(weights_only=True)``: a store from elsewhere
+cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import UsageError
+from effbench.results.files import read_json, write_atomic, write_json
+from effbench.results.records import ProfileRecord, RecordError, RunRecord, check_record
+
+SUITE_DIR = "suite"
+MANIFEST = "manifest.json"
+PROFILE_PREFIX = "profile-"
+CHECKPOINTS = "checkpoints"
+
+
+def record_path(root: str | os.PathLike, config_hash: str) -> Path:
+    """Where the record of the run ``config_hash`` lives."""
+    return Path(root) / f"{config_hash}.json"
+
+
+def checkpoint_path(root: str | os.PathLike, config_hash: str) -> Path:
+    """Where the checkpoint of the run ``config_hash`` lives (its config beside it, ``.config.json``)."""
+    return Path(root) / CHECKPOINTS / f"{config_hash}.pt"
+
+
+def manifest_path(root: str | os.PathLike) -> Path:
+    """Where a suite's manifest lives."""
+    return Path(root) / SUITE_DIR / MANIFEST
+
+
+def profile_path(root: str | os.PathLike, model: str) -> Path:
+    """Where a suite's profile of ``model`` lives."""
+    return Path(root) / SUITE_DIR / f"{PROFILE_PREFIX}{model}.json"
+
+
+def _read(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RecordError(f"results store: cannot read {path}: {err}") from err
+
+
+def read_run(path: str | os.PathLike) -> RunRecord:
+    """Read and check one run record (an older schema is brought up to date).
+
+    Raises:
+        RecordError: If the file cannot be read or is not a run record this version reads.
+    """
+    return check_record(_read(Path(path)), RunRecord, str(path))  # type: ignore[return-value]
+
+
+def write_run(root: str | os.PathLike, record: RunRecord) -> Path:
+    """Write a run record to its place in the store ``root``, atomically."""
+    return write_json(record_path(root, record["config_hash"]), record)
+
+
+def load_records(root: str | os.PathLike) -> list[RunRecord]:
+    """Every run record in the store ``root``, sorted by file name."""
+    return [read_run(p) for p in sorted(Path(root).glob("*.json"))]
+
+
+def write_profile(root: str | os.PathLike, record: ProfileRecord) -> Path:
+    """Write a suite's profile record, atomically."""
+    checked = check_record(record, ProfileRecord, f"profile of {record.get('model')}")
+    return write_json(profile_path(root, checked["model"]), checked)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` the state, written atomically like every other file of the store."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only; no code runs)."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+@dataclass
+class Store:
+    """The parsed contents of a results store.
+
+    Attributes:
+        root: The folder it was read from.
+        manifest: ``suite/manifest.json`` (empty when the folder has none, e.g. runs from ``bench.py train``).
+        profiles: Profile record per model name.
+        runs: Run records, in the manifest's planned order when there is a manifest; a planned run without a
+            record stands as one with status ``missing``.
+    """
+
+    root: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def suite(self) -> str:
+        """The suite's name, or the folder's name when there is no manifest."""
+        return self.manifest.get("suite") or self.root.name
+
+    @property
+    def reference(self) -> str | None:
+        """The model ratios are reported against (the manifest's, else ``mobilenet_v2_100`` if present)."""
+        if "reference" in self.manifest:
+            return self.manifest["reference"]
+        return "mobilenet_v2_100" if "mobilenet_v2_100" in self.models else None
+
+    @property
+    def models(self) -> list[str]:
+        """Model names in report order: the manifest's order, else first appearance in profiles then runs."""
+        if self.manifest.get("models"):
+            return list(self.manifest["models"])
+        names = list(self.profiles)
+        for rec in self.runs:
+            name = rec.get("config", {}).get("model")
+            if name and name not in names:
+                names.append(name)
+        return names
+
+
+def _missing_run(plan: dict[str, Any]) -> dict[str, Any]:
+    """What stands for a planned run that has no record (a suite interrupted before it), so a report shows the gap."""
+    return {
+        "config": {"model": plan["model"], "aux": plan["aux"], "seed": plan["seed"]},
+        "config_hash": plan["config_hash"],
+        "status": "missing",
+        "error": "no run record (suite interrupted?)",
+        "metrics": {},
+    }
+
+
+def load_store(root: str | os.PathLike) -> Store:
+    """Read a results store folder (or its ``suite`` subfolder).
+
+    Raises:
+        UsageError: If the folder does not exist or holds nothing.
+        RecordError: If a file cannot be read or is not a record this version reads.
+    """
+    folder = Path(root)
+    if folder.name == SUITE_DIR and (folder / MANIFEST).exists():
+        folder = folder.parent  # the user pointed at the suite subfolder
+    if not folder.is_dir():
+        raise UsageError(f"results store {str(folder)!r} is not a folder")
+    store = Store(folder)
+    if manifest_path(folder).exists():
+        store.manifest = _read(manifest_path(folder))
+        if not isinstance(store.manifest, dict):
+            raise RecordError(f"{manifest_path(folder)}: not a suite manifest (a JSON object)")
+    for path in sorted((folder / SUITE_DIR).glob(f"{PROFILE_PREFIX}*.json")):
+        record = check_record(_read(path), ProfileRecord, str(path))
+        store.profiles[record["model"]] = record
+    records = {rec["config_hash"]: rec for rec in load_records(folder)}
+    planned = store.manifest.get("runs")
+    if planned is not None:
+        store.runs = [records.get(plan["config_hash"]) or _missing_run(plan) for plan in planned]
+    else:
+        store.runs = sorted(records.values(), key=run_order([]))
+    if not store.runs and not store.profiles:
+        raise UsageError(f"results store {str(folder)!r} holds no run records or profiles")
+    return store
+
+
+def run_order(models: list[str]) -> Any:
+    """Sort key of run records: the model's place in ``models`` (unknown last, by name), aux off first, seed."""
+
+    def key(rec: dict[str, Any]) -> tuple:
+        cfg = rec.get("config", {})
+        name = cfg.get("model", "")
+        order = models.index(name) if name in models else len(models)
+        return (order, name, bool(cfg.get("aux")), int(cfg.get("seed") or 0))
+
+    return key
