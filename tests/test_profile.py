@@ -18,6 +18,7 @@ def mobilenet_v2():
     return profile(create_model("mobilenet_v2_100_imagenet"), (1, 3, 224, 224), latency=False)
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_published_figures(mobilenet_v2):
     p = mobilenet_v2
     assert p.params == 3_504_872  # torchvision's published figure
@@ -26,6 +27,7 @@ def test_mobilenet_v2_published_figures(mobilenet_v2):
     assert not p.flops_lower_bound
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_peak_sits_in_second_block(mobilenet_v2):
     # MCUNet: MobileNetV2's peak is in its second block. features.2 expands 16 -> 96 channels at 112 x 112, then
     # its stride-2 depthwise conv reads that (96*112*112) while writing 96*56*56; the block input is dead by then.
@@ -35,9 +37,11 @@ def test_mobilenet_v2_peak_sits_in_second_block(mobilenet_v2):
     assert mobilenet_v2.peak.op == "convolution @ backbone.features.2.conv.1.0"
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_peers_and_reconciliation(mobilenet_v2):
     row = mobilenet_v2.as_dict()
-    # ANCHORS.md: fvcore 314.2 M, thop 327.5 M, torch FlopCounterMode / 2 = 300.8 M.
+    # Each counter on torchvision's MobileNetV2 at 224 x 224: fvcore 314.2 M, thop 327.5 M, torch FlopCounterMode
+    # / 2 = 300.8 M (fvcore 0.1.5, thop 0.1.1, torch 2.13).
     assert row["macs_fvcore"] == pytest.approx(314.2e6, rel=0.001)
     assert row["macs_thop"] == pytest.approx(327.5e6, rel=0.001)
     assert row["macs_torch"] == mobilenet_v2.macs
@@ -165,7 +169,7 @@ def test_latency_keys():
                                         "hz_mt", "threads_mt", "macs_fvcore", "macs_thop", "macs_torch"))  # fmt: skip
 
 
-def test_contract_keys():
+def test_flat_row_keys():
     row = profile(Plain(), (1, 1, 8, 8), latency=False, peers=False).as_dict()
     expected = (
         "macs flops params params_trainable weight_bytes_fp32 weight_bytes_fp16 weight_bytes_int8 "
@@ -205,3 +209,60 @@ def test_timed_loop_stops_for_slow_models():
     # 100 runs would take 2 s; past max_s (0.05 s) the loop stops once it has min_runs_slow runs.
     assert 3 <= stats.runs <= 5
     assert stats.median >= 0.02
+
+
+class _SoftmaxHead(nn.Module):
+    """No convolution inside: the folding tracer keeps it one call (its Python runs as written)."""
+
+    def forward(self, x):
+        return torch.softmax(x.flatten(1), dim=1)
+
+
+def _random_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("name", [None, "tiny_hand"])
+def test_batchnorm_folding_leaves_no_batchnorm_and_the_same_outputs(name):
+    """Every latency figure is timed on this fold: it must remove each BatchNorm and change no output."""
+    from effbench.profiler.latency import deployed_copy
+
+    if name is None:
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.Conv2d(8, 8, 3, groups=2), nn.BatchNorm2d(8), _SoftmaxHead())
+        shape = (1, 3, 12, 12)
+    else:
+        model, shape = create_model(name).deployable(), model_info(name).input_shape
+    model = _random_batchnorm(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    deployed, folded = deployed_copy(model)
+    assert folded and model.training  # the original is untouched: still training, still has its BatchNorms
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in deployed.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), model.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_untraceable_model_is_timed_unfolded():
+    from effbench.profiler.latency import deployed_copy
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) if x.sum() > 0 else x  # data-dependent: torch.fx cannot trace it
+
+    model = Branchy()
+    assert deployed_copy(model) == (model, False)

@@ -1,8 +1,9 @@
-"""The training configuration: defaults in one dataclass, a comment on each field (after nanoGPT's ``GPTConfig``).
+"""The training configuration: defaults in one dataclass (after nanoGPT's ``GPTConfig``), a help text on each field.
 
-Every field that can change a run's numbers is part of the config hash that names the run's results file; a field
-whose metadata says ``hash=False`` (where the data cache lives, how often to checkpoint) cannot change them and is
-left out, so that changing it neither reruns finished work nor orphans a checkpoint.
+Each field's metadata holds its help text (the ``bench.py train`` flag's) and whether it is hashed. Every field
+that can change a run's numbers is part of the config hash that names the run's results file; a field whose
+metadata says ``hash=False`` (where the data cache lives, how often to checkpoint) cannot change them and is left
+out, so that changing it neither reruns finished work nor orphans a checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ AUX_TASKS: tuple[str, ...] = ("seg", "vis", "keypose", "hand")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 
-def _nohash(default: Any) -> Any:
-    return field(default=default, metadata={"hash": False})
+def _field(default: Any, help: str, *, hashed: bool = True) -> Any:
+    """A config field with its ``--help`` text; ``hashed=False`` leaves it out of the config hash."""
+    metadata = {"help": help, "hash": hashed}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -30,48 +35,57 @@ class TrainConfig:
     """One training run: the model, the data, the optimisation and the loss balancing.
 
     The defaults are the budget of a run on a small CPU; suites override them through ``Suite.settings["train"]``
-    and the command line overrides both.
+    and the command line overrides both. Each field's help text is the ``bench.py train`` flag's.
     """
 
     # --- what is trained
-    model: str = "tiny_hand"  # registered model name (bench.py list)
-    aux: bool = True  # train the auxiliary heads too (seg, visibility, keypose, handedness); False: keypoints only
-    seed: int = 0  # model initialisation, batch order and augmentation
+    model: str = _field("tiny_hand", "registered model name (bench.py list)")
+    aux: bool = _field(True, "train the auxiliary heads too (seg, visibility, keypose, handedness); False: keypoints "
+                       "only")
+    seed: int = _field(0, "model initialisation, batch order and augmentation")
 
     # --- optimisation: AdamW, cosine schedule with linear warm-up
-    steps: int = 4000  # optimiser steps (each one batch); tiny_hand ~0.1 s/step at batch 32 on one CPU thread
-    batch_size: int = 32  # frames per step
-    lr: float = 1e-2  # peak learning rate, reached after warmup_steps, then cosine decay to lr * min_lr_ratio
-    min_lr_ratio: float = 0.01  # final learning rate as a fraction of lr
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay on conv/linear weights (not on norms, biases, balancer)
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
-    grad_clip: float = 5.0  # clip the global gradient norm to this (0: off); guards the first steps of a tiny net
+    steps: int = _field(4000, "optimiser steps (each one batch); tiny_hand ~0.04 s/step at batch 32 on one thread "
+                        "of a 2-core CPU")
+    batch_size: int = _field(32, "frames per step")
+    lr: float = _field(1e-2, "peak learning rate, reached after warmup_steps, then cosine decay to lr * min_lr_ratio")
+    min_lr_ratio: float = _field(0.01, "final learning rate as a fraction of lr")
+    weight_decay: float = _field(1e-4, "AdamW decoupled weight decay on conv/linear weights (not on norms, biases, "
+                                 "balancer)")
+    warmup_steps: int = _field(100, "linear warm-up from 0 to lr")
+    grad_clip: float = _field(5.0, "clip the global gradient norm to this (0: off); guards the first steps of a tiny "
+                              "net")
 
     # --- loss balancing (see effbench.train.balancing)
-    balancing: str = "fixed"  # "fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)
-    w_keypoints: float = 1.0  # keypoint L1 weight (px units) under "fixed"; the other balancers learn the weights
-    w_heatmap: float = 1.0  # heatmap KL term inside the keypoint loss (sharp peak at the label; 0: soft-argmax L1 only)
-    heatmap_sigma_px: float = 4.0  # width of the heatmap term's target Gaussian, input pixels
-    w_seg: float = 1.0  # segmentation (BCE + Dice) weight under "fixed"
-    w_vis: float = 1.0  # visibility BCE weight under "fixed"
-    w_keypose: float = 0.5  # keypose cross-entropy weight under "fixed"
-    w_hand: float = 0.5  # handedness BCE weight under "fixed"
-    seg_dice: bool = True  # add a soft Dice term to the segmentation BCE (hands cover a small part of the frame)
-    gradnorm_alpha: float = 1.5  # GradNorm's asymmetry: how strongly slow tasks are pulled up (paper: 0.12-3)
+    balancing: str = _field("fixed", '"fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)')
+    w_keypoints: float = _field(1.0, 'keypoint L1 weight (px units) under "fixed"; the other balancers learn the '
+                                "weights")
+    w_heatmap: float = _field(1.0, "heatmap KL term inside the keypoint loss (sharp peak at the label; 0: soft-argmax "
+                              "L1 only)")
+    heatmap_sigma_px: float = _field(4.0, "width of the heatmap term's target Gaussian, input pixels")
+    w_seg: float = _field(1.0, 'segmentation (BCE + Dice) weight under "fixed"')
+    w_vis: float = _field(1.0, 'visibility BCE weight under "fixed"')
+    w_keypose: float = _field(0.5, 'keypose cross-entropy weight under "fixed"')
+    w_hand: float = _field(0.5, 'handedness BCE weight under "fixed"')
+    seg_dice: bool = _field(True, "add a soft Dice term to the segmentation BCE (hands cover a small part of the "
+                            "frame)")
+    gradnorm_alpha: float = _field(1.5, "GradNorm's asymmetry: how strongly slow tasks are pulled up (paper: 0.12-3)")
 
     # --- data (effbench.data.SyntheticHands)
-    augment: bool = True  # in-plane rotation, scale, translation and depth shift on every training batch
-    train_size: int = 4096  # frames in the training split
-    val_size: int = 256  # frames in the validation split (EPE reported as val_epe_px; 0: skip)
-    test_size: int = 512  # frames in the held-out test split that the metrics come from
-    data_seed: int = 0  # seed of the generated data set (the same for every model, so all see the same frames)
-    data_config: dict[str, Any] = field(default_factory=dict)  # SceneConfig overrides, e.g. {"height": 48, "width": 64}
+    augment: bool = _field(True, "in-plane rotation, scale, translation and depth shift on every training batch")
+    train_size: int = _field(4096, "frames in the training split")
+    val_size: int = _field(256, "frames in the validation split (EPE reported as val_epe_px; 0: skip)")
+    test_size: int = _field(512, "frames in the held-out test split that the metrics come from")
+    data_seed: int = _field(0, "seed of the generated data set (the same for every model, so all see the same frames)")
+    data_config: dict[str, Any] = _field({}, 'SceneConfig overrides, e.g. {"height": 48, "width": 64}')
 
     # --- where and how
-    device: str = "cpu"  # "cpu" | "cuda"; kept in the hash: the same seed gives different numbers on a GPU
-    eval_batch_size: int = 256  # frames per forward pass at evaluation
-    checkpoint_every: int = _nohash(500)  # save a resumable checkpoint every this many steps (0: only at the end)
-    data_cache_dir: str | None = _nohash(None)  # where SyntheticHands caches generated splits (None: no cache)
+    device: str = _field("cpu", '"cpu" | "cuda"; kept in the hash: the same seed gives different numbers on a GPU')
+    eval_batch_size: int = _field(256, "frames per forward pass at evaluation")
+    checkpoint_every: int = _field(500, "save a resumable checkpoint every this many steps (0: only at the end)",
+                                   hashed=False)
+    data_cache_dir: str | None = _field(None, "where SyntheticHands caches generated splits (None: $EFFBENCH_CACHE "
+                                        "or ~/.cache/effbench)", hashed=False)
 
     def validate(self) -> TrainConfig:
         """Check every field; return self.
@@ -136,13 +150,5 @@ def field_names() -> tuple[str, ...]:
 
 
 def field_help() -> dict[str, str]:
-    """Each field's trailing comment in this file's source (the CLI's help text), by field name."""
-    import inspect
-    import re
-
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):  # no source (frozen or zipped install): flags without help text
-        return {}
-    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$")
-    return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
+    """Each field's help text (the CLI's), by field name."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
