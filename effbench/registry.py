@@ -2,10 +2,10 @@
 
 A model is added by one decorated builder in one file of ``architectures/``::
 
-    @register_model(params=2_224_000, macs=123_000_000)
+    @register_model(params=732_376, macs=38_918_400)
     def mobilenet_v2_050(**kwargs) -> HandPoseNet:
-        \"\"\"MobileNetV2, width 0.5, keypoint head.\"\"\"
-        return _create_mobilenet_v2(width=0.5, **kwargs)
+        \"\"\"MobileNetV2 0.5 keypoint baseline: head 6.3% of the backbone's MACs.\"\"\"
+        return _create_mobilenet_v2(0.5, **kwargs)
 
 The builder's name is exactly what the CLI takes. ``params``/``macs`` are the expected figures of the
 *deployable* form at ``input_shape`` (batch included); a test rebuilds every model and compares.
@@ -23,7 +23,7 @@ from torch import nn
 
 from effbench.errors import UsageError, closest
 
-#: Default input of the hand-pose task: batch 1, one depth channel, 120 x 160 (DESIGN.md).
+#: Default input of the hand-pose task: batch 1, one depth channel, 120 x 160 (docs/conventions.md).
 DEFAULT_INPUT_SHAPE: tuple[int, ...] = (1, 1, 120, 160)
 
 

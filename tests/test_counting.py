@@ -1,4 +1,4 @@
-"""One test per counting rule, each against a formula worked out by hand (DESIGN.md: MAC and FLOP rules)."""
+"""One test per counting rule, each against a formula worked out by hand (docs/conventions.md: MAC and FLOP rules)."""
 
 import warnings
 

@@ -169,7 +169,7 @@ def test_generated_labels():
     assert (kp[:, 0, 1] > kp[:, 12, 1]).float().mean() > 0.6
 
 
-def test_items_follow_the_contract(tmp_path):
+def test_items_have_every_key_dtype_and_shape(tmp_path):
     ds = SyntheticHands("train", 12, seed=0, cache_dir=tmp_path, height=60, width=80)
     item = ds[3]
     shapes = {k: (tuple(v.shape), v.dtype) for k, v in item.items()}

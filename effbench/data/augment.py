@@ -16,8 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-_IMAGE_KEYS = ("depth", "mask")
-
 
 def augment_batch(
     batch: dict[str, torch.Tensor],

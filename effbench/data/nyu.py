@@ -93,7 +93,7 @@ class NYUHands(Dataset):
         joints_uvd = np.concatenate([uvd[:, list(NYU_WRIST)].mean(1, keepdims=True), uvd[:, list(NYU_TO_SKELETON)]], 1)
         fx, fy, cx, cy = NYU_INTRINSICS
         s = self.factor
-        # Our camera frame (y down, DESIGN.md) from (u, v, d); NYU's own joint_xyz has y up.
+        # Our camera frame (y down, docs/conventions.md) from (u, v, d); NYU's own joint_xyz has y up.
         z = joints_uvd[..., 2]
         self._joints = torch.from_numpy(
             np.stack([(joints_uvd[..., 0] - cx) * z / fx, (joints_uvd[..., 1] - cy) * z / fy, z], -1)

@@ -1,10 +1,11 @@
 """Vectorized depth rendering of capsules and planes through a pinhole camera.
 
-Capsules are ray-cast exactly (cylinder body plus two sphere caps), but only at the pixels inside each capsule's
-projected bounding box: all (capsule, pixel) pairs of a batch of frames are enumerated at once with
-``repeat_interleave``, intersected in one pass, and reduced into a z-buffer with ``scatter_reduce(amin)``. A hand
-covers a few thousand pixels of a 120 x 160 frame, so this tests ~50x fewer pairs than every capsule against
-every pixel, and there is no Python loop over pixels, capsules or frames.
+Capsules are ray-cast exactly (cylinder body plus two sphere caps), but only near each capsule's projected bounding
+box: each capsule gets a tile at least as large as its box, the tile sizes come in steps of ~1.4x, and all the
+capsules of one tile size, over every frame of the batch, are intersected at once by broadcasting; the hits are
+reduced into a z-buffer with ``scatter_reduce(amin)``. A hand covers a few thousand pixels of a 120 x 160 frame,
+so this tests far fewer (capsule, pixel) pairs than every capsule against every pixel; the only Python loop is
+over the few tile sizes, never over pixels, capsules or frames.
 
 Depth here is the z coordinate (mm) of the first hit, as a depth camera reports it, not the ray length.
 Misses are ``inf``.

@@ -54,7 +54,7 @@ class SceneConfig:
 
     @property
     def intrinsics(self) -> tuple[float, float, float, float]:
-        """fx, fy, cx, cy with pixel centres at integers (DESIGN.md)."""
+        """fx, fy, cx, cy with pixel centres at integers (docs/conventions.md)."""
         f = self.focal_px * self.width / 160.0
         return (f, f, (self.width - 1) / 2.0, (self.height - 1) / 2.0)
 

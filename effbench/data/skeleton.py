@@ -18,7 +18,7 @@ NUM_JOINTS = len(JOINT_NAMES)  # 21
 #: Parent of each joint in the kinematic tree (-1 for the wrist).
 PARENTS: tuple[int, ...] = (-1,) + tuple(0 if j % 4 == 1 else j - 1 for j in range(1, NUM_JOINTS))
 
-#: The K = 8 keypoints the models predict (DESIGN.md default): wrist, the five tips, index and pinky MCP.
+#: The K = 8 keypoints the models predict by default: wrist, the five tips, index and pinky MCP.
 #: Tips carry the pose, the wrist and two MCPs fix the palm's position and orientation.
 KEYPOINT_SUBSET: tuple[int, ...] = (0, 4, 8, 12, 16, 20, 5, 17)
 KEYPOINT_NAMES: tuple[str, ...] = tuple(JOINT_NAMES[j] for j in KEYPOINT_SUBSET)

@@ -5,7 +5,7 @@ named view of that row in the unit people write budgets in:
 
 - ``KB`` is 1000 bytes (not KiB), so "under 300 KB" and "under 300,000 bytes" are the same budget.
 - ``mflops`` is FLOPs / 1e6, where FLOPs = 2 x MACs + one per output element of every other arithmetic op
-  (DESIGN.md); it never means MACs.
+  (docs/conventions.md); it never means MACs.
 - The deployed footprint is weight bytes + peak activation bytes at one precision: ``footprint_kb_int8`` is
   int8 weights + int8 peak activations (what an int8 runtime on a microcontroller holds), ``footprint_kb_fp32``
   the same at fp32.
@@ -119,7 +119,6 @@ BUDGET_KEYS: dict[str, tuple[str, Literal["max", "min"]]] = {
 
 #: Metrics compared with the baseline by default (tolerance 0); latency ones only when a tolerance names them.
 HARD_METRICS: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.kind != "latency")
-LATENCY_METRICS: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.kind == "latency")
 
 #: Profile row keys the baseline stores (everything any metric reads, plus the latency figures for context).
 BASELINE_ROW_KEYS: tuple[str, ...] = tuple(

@@ -92,7 +92,7 @@ class Profile:
         return peers_mod.explain(self.by_type(), self.peers)
 
     def as_dict(self) -> dict[str, Any]:
-        """One flat row (keys in the contract; latency keys None when latency was not measured)."""
+        """One flat row, in base units (counts, bytes, ms, Hz); latency keys None when latency was not measured."""
         l1, lm = self.latency_1t, self.latency_mt
 
         def ms(v: float | None) -> float | None:

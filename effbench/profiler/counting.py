@@ -1,6 +1,6 @@
 """One counting handle per aten op (after fvcore's ``jit_handles.py``), and the rules they follow.
 
-The rules (DESIGN.md), applied to the aten ops torch's dispatcher runs, so functional calls (``F.interpolate``,
+The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs, so functional calls (``F.interpolate``,
 ``x @ w``, ``torch.cat``) count like modules and a module called twice counts twice:
 
 * **MAC** = one multiply-accumulate of a convolution (any groups, dilation, stride, transposed), a linear layer,
@@ -84,7 +84,7 @@ def _conv_handle(transposed: bool | None) -> Handle:
 
 
 def _matmul_handle(bias_arg: int | None, a_arg: int, b_arg: int) -> Handle:
-    """Factory for mm-like ops: MACs = output elements x contracted size; the bias add one per output element."""
+    """Factory for mm-like ops: MACs = output elements x the summed-over size; the bias add one per output element."""
 
     def handle(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
         a = args[a_arg]
@@ -103,7 +103,7 @@ def _linear(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
 
 
 def _einsum(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
-    # Exact for one contraction of two operands: every combination of the distinct indices is one MAC.
+    # Exact for one einsum of two operands: every combination of the distinct indices is one MAC.
     equation, operands = args[0], args[1]
     sizes: dict[str, int] = {}
     for term, t in zip(equation.split("->")[0].split(","), operands):

@@ -1,8 +1,9 @@
 """Latency: a timed loop apart from a small Stats object (after pytest-benchmark's ``stats.py``).
 
-DESIGN.md: batch 1, inference mode, after warm-up, on the model as a runtime deploys it: a copy with every
-BatchNorm that follows a convolution folded into it (:func:`deployed_copy`), as the memory figure assumes too; median and p90 over enough runs for a stable median, with the
-coefficient of variation; on 1 thread (the embedded-like figure) and on all threads; Hz = 1 / median. The
+The protocol (docs/conventions.md): batch 1, inference mode, after warm-up, on the model as a runtime deploys it:
+a copy with every BatchNorm that follows a convolution folded into it (:func:`deployed_copy`), as the memory figure
+assumes too; median and p90 over enough runs for a stable median, with the coefficient of variation; on 1 thread
+(the embedded-like figure) and on all threads; Hz = 1 / median. The
 defaults keep the cost near one second per small model, so a whole suite profiles in seconds: the median of a
 few dozen runs is stable to a few percent on an idle machine, and the CV says when it was not. A slow model (or a
 busy machine) gets at least 5 timed runs and about a second per thread setting.
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -53,12 +55,8 @@ class Stats:
         return self.stdev / self.mean if self.mean > 0 else 0.0
 
     def quantile(self, q: float) -> float:
-        """Linear-interpolated quantile, q in [0, 1]."""
-        ordered = sorted(self.samples)
-        pos = q * (len(ordered) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(ordered) - 1)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+        """Linear-interpolated quantile, q in [0, 1] (numpy's default method)."""
+        return float(np.quantile(self.samples, q))
 
     @property
     def p90(self) -> float:

@@ -1,4 +1,4 @@
-"""Peak activation memory as an embedded runtime sees it (MCUNet / TinyEngine, DESIGN.md).
+"""Peak activation memory as an embedded runtime sees it (MCUNet / TinyEngine; docs/conventions.md).
 
 From a :class:`~effbench.profiler.trace.Trace` of one batch-1 forward pass:
 
@@ -37,7 +37,6 @@ class PeakMemory:
     bytes_int8: int
     op: str  # "aten op @ module name"
     index: int  # position of that op in the trace
-    timeline_fp32: list[int]  # live fp32 bytes at each op of the trace
 
 
 def peak_activation(trace: Trace) -> PeakMemory:
@@ -103,8 +102,8 @@ def peak_activation(trace: Trace) -> PeakMemory:
             timeline[i] += size[s][0]
             timeline8[i] += size[s][1]
     if not timeline:
-        return PeakMemory(0, 0, "", -1, [])
+        return PeakMemory(0, 0, "", -1)
     peak = max(range(end), key=lambda i: timeline[i])
     ev = events[peak]
     where = ev.scope[-1] if ev.scope and ev.scope[-1] else "<root>"
-    return PeakMemory(timeline[peak], timeline8[peak], f"{ev.name} @ {where}", peak, timeline)
+    return PeakMemory(timeline[peak], timeline8[peak], f"{ev.name} @ {where}", peak)

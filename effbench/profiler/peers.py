@@ -1,4 +1,5 @@
-"""The figures other counters give for the same model, and why each differs from ours (ANCHORS.md).
+"""The figures other counters give for the same model, and why each differs from ours (docs/conventions.md gives
+the figures for MobileNetV2).
 
 Each peer runs without side effects on the profiled model: thop adds ``total_ops``/``total_params`` buffers and
 hooks and leaves submodules in eval mode, so it runs on a deep copy; fvcore's JIT tracer wants tensor outputs, so

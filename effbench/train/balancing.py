@@ -36,10 +36,6 @@ class Balancer(nn.Module):
         """The loss to back-propagate (may include the balancer's own objective)."""
         raise NotImplementedError
 
-    def weights(self) -> dict[str, float]:
-        """The current effective weight of each task (for logs and the progress bar)."""
-        raise NotImplementedError
-
     def after_step(self) -> None:
         """Called after each optimiser step (GradNorm renormalises its weights here)."""
 
@@ -57,8 +53,6 @@ class FixedWeights(Balancer):
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         return (self.w * self._stack(losses)).sum()
 
-    def weights(self) -> dict[str, float]:
-        return dict(zip(self.tasks, self.w.tolist()))
 
 
 class UncertaintyWeighting(Balancer):
@@ -71,8 +65,6 @@ class UncertaintyWeighting(Balancer):
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         return (torch.exp(-self.log_var) * self._stack(losses) + self.log_var).sum()
 
-    def weights(self) -> dict[str, float]:
-        return dict(zip(self.tasks, torch.exp(-self.log_var.detach()).tolist()))
 
 
 class GradNorm(Balancer):
@@ -129,8 +121,6 @@ class GradNorm(Balancer):
         self.w.clamp_(min=1e-3)
         self.w.mul_(len(self.tasks) / self.w.sum())
 
-    def weights(self) -> dict[str, float]:
-        return dict(zip(self.tasks, self.w.detach().tolist()))
 
 
 def last_shared_parameter(model: nn.Module, losses: dict[str, Tensor]) -> Tensor:

@@ -133,7 +133,7 @@ def task_losses(
     Args:
         out: The model's training-form output (``keypoints``, and with ``aux`` also ``seg``, ``visibility``,
             ``keypose``, ``handedness``).
-        batch: Stacked data items (``effbench.data`` contract): keypoints_2d, visibility, mask, keypose,
+        batch: Stacked data items (see :class:`effbench.data.SyntheticHands`): keypoints_2d, visibility, mask, keypose,
             handedness, has_hand, depth.
 
         heatmap_weight: Weight of the heatmap term inside the keypoint loss (0: L1 only).
