@@ -20,6 +20,10 @@ WIDTH = 8
 
 def toy_net():
     return nn.Sequential(nn.Conv2d(1, WIDTH, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(WIDTH, 2, 1))
+
+
+def broken():
+    raise RuntimeError("broken on purpose")
 '''
 
 SHAPE = ["--module", "gate_toy:toy_net", "--input-shape", "1,1,8,8"]
@@ -95,7 +99,7 @@ def test_unknown_key_exit_2(tmp_path, toy, capsys):
 def test_usage_errors_exit_2(tmp_path, toy, capsys):
     _budgets(tmp_path, "[budgets.toy_net]\nmax_params = 90\n")
     assert main(["gate", "--module", "gate_toy:no_such"]) == 2
-    assert "has no callable 'no_such'; valid: toy_net" in capsys.readouterr().err
+    assert "has no callable 'no_such'; valid: broken, toy_net" in capsys.readouterr().err
     assert main(["gate", *SHAPE, "--baseline", "missing.json"]) == 2
     assert main(["gate", "--module", "gate_toy:toy_net", "--input-shape", "1,x"]) == 2
     assert main(["gate", "--module", "gate_toy:toy_net", "--input-shape", "1,1"]) == 2  # conv2d rejects 2-D input
@@ -130,3 +134,25 @@ def test_markdown_and_json(tmp_path, toy, capsys):
     assert main(["gate", *SHAPE, "--json", "gate.json"]) == 1
     assert "FAIL toy_net params" in capsys.readouterr().out  # the report still prints
     assert json.loads((tmp_path / "gate.json").read_text())["violations"][0]["metric"] == "params"
+
+
+def test_update_baseline_keeps_the_old_one_when_a_model_fails(tmp_path, toy, capsys):
+    _budgets(tmp_path, "[budgets.toy_net]\nmax_params = 200\n")
+    baseline = tmp_path / "effbench-baseline.json"
+    assert main(["gate", *SHAPE, "--update-baseline"]) == 0
+    before = baseline.read_bytes()
+    capsys.readouterr()
+    toy(9)
+    assert main(["gate", *SHAPE, "--module", "gate_toy:broken", "--update-baseline"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "FAIL broken error: could not profile: RuntimeError: broken on purpose" in lines
+    assert "note: baseline NOT written: broken could not be profiled" in lines
+    assert baseline.read_bytes() == before  # not half-updated: the widened toy_net is not in it either
+
+
+def test_latency_ratio_needs_a_reference(tmp_path, toy, capsys):
+    _budgets(tmp_path, "[budgets.toy_net]\nmax_latency_ratio = 0.5\n")
+    assert main(["gate", *SHAPE]) == 2
+    assert "effbench.toml: max_latency_ratio needs `reference = \"MODEL\"`" in capsys.readouterr().err
+    assert main(["gate", *SHAPE, "--no-latency"]) == 0  # no latency measured: the ratio is not checked
+    assert "toy_net: latency not measured, its latency budgets were not checked" in capsys.readouterr().out

@@ -46,7 +46,12 @@ def test_unknown_suite():
 
 
 def test_cli_unknown_model_exit_2(capsys):
-    # `list` with a pattern matching nothing is fine; an unknown suite is a usage error.
+    for command in (["profile", "--no-latency", "--model"], ["train", "--model"]):
+        assert main([*command, "mobilenet_v2_100_imagnet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: unknown model 'mobilenet_v2_100_imagnet'; closest: mobilenet_v2_100_imagenet")
+        assert err.count("\n") == 1
+    # `list` with a pattern matching nothing is no error; an unknown command is argparse's usage error.
     assert main(["list", "zzz*"]) == 0
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
