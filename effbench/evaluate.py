@@ -128,6 +128,18 @@ def predict(model: nn.Module, depth: Tensor, batch_size: int) -> dict[str, Tenso
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
+def keypoint_epe(model: nn.Module, split: dict[str, Tensor], batch_size: int = 256) -> float | None:
+    """The 2D EPE (px) of ``model``'s keypoints on a split, over the keypoints :func:`evaluate` counts: the cheap
+    figure a learning curve is made of."""
+    from effbench.train.losses import inside_frame, subset_index
+
+    pred = predict(model, split["depth"], batch_size)["keypoints"].float()
+    target = split["keypoints_2d"].index_select(1, subset_index(split["depth"].device))
+    valid = split["has_hand"].bool()[:, None] & inside_frame(target, *split["depth"].shape[-2:])
+    epe = _mean((pred - target).norm(dim=-1), valid.float())
+    return epe if epe is None or math.isfinite(epe) else None
+
+
 def evaluate(
     model: nn.Module, split: dict[str, Tensor], *, aux: bool, batch_size: int = 256
 ) -> dict[str, float | None]:
