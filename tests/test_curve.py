@@ -117,3 +117,24 @@ def test_auto_eval_interval_keeps_validation_under_five_percent():
     assert TrainConfig(val_size=64, batch_size=32).eval_interval() == 50
     assert TrainConfig(val_size=0).eval_interval() == 0
     assert TrainConfig(val_size=512, eval_every=7).eval_interval() == 7
+
+
+def test_an_aux_ablation_trains_only_its_tasks(cache, tmp_path):
+    from effbench.errors import UsageError
+
+    assert TrainConfig(aux_tasks="hand, seg").tasks() == ("keypoints", "seg", "hand")
+    assert TrainConfig(aux=False, aux_tasks="hand").tasks() == ("keypoints",)
+    for bad in ("hand,hand", "sge", ""):
+        with pytest.raises(UsageError, match="aux_tasks"):
+            TrainConfig(aux_tasks=bad).validate()
+    # Only the handedness head and the shared layers learn: the other heads keep their initial weights.
+    cfg = small(cache, aux=True, aux_tasks="hand", steps=4, eval_every=0, val_size=0, checkpoint_every=0)
+    assert run(cfg, tmp_path, progress=False)["status"] == "ok"
+    from effbench import registry
+
+    torch.manual_seed(cfg.seed)
+    init = registry.create_model("tiny_hand").state_dict()
+    trained = store.load_checkpoint(store.checkpoint_path(tmp_path, cfg.hash()))["model"]
+    assert torch.equal(trained["aux.keypose.weight"], init["aux.keypose.weight"])
+    assert torch.equal(trained["aux.seg.weight"], init["aux.seg.weight"])
+    assert not torch.equal(trained["aux.handedness.weight"], init["aux.handedness.weight"])

@@ -40,6 +40,7 @@ class TrainConfig:
     # --- what is trained
     model: str = "tiny_hand"  # registered model name (bench.py list)
     aux: bool = True  # train the auxiliary heads too (seg, visibility, keypose, handedness); False: keypoints only
+    aux_tasks: str = "seg,vis,keypose,hand"  # the auxiliary tasks trained when aux is on, comma-separated (ablations)
     seed: int = 0  # model initialisation, batch order and augmentation
 
     # --- optimisation: AdamW, linear warm-up, then a cosine or a plateau schedule
@@ -99,6 +100,12 @@ class TrainConfig:
                 f"schedule 'plateau' needs patience > 0 and val_size > 0, got patience {self.patience} and val_size "
                 f"{self.val_size}"
             )
+        tasks = [t.strip() for t in self.aux_tasks.split(",")]
+        unknown = [t for t in tasks if t not in AUX_TASKS]
+        if unknown or not tasks or len(set(tasks)) != len(tasks):
+            raise UsageError(
+                f"aux_tasks {self.aux_tasks!r} must name distinct tasks among {', '.join(AUX_TASKS)}, comma-separated"
+            )
         if self.balancing not in BALANCING:
             raise UsageError(f"balancing {self.balancing!r} is not one of {', '.join(BALANCING)}")
         if self.device not in DEVICES:
@@ -122,6 +129,13 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         return self
+
+    def tasks(self) -> tuple[str, ...]:
+        """The trained tasks: ``keypoints``, then the auxiliary ones when ``aux`` is on, in :data:`AUX_TASKS` order."""
+        if not self.aux:
+            return ("keypoints",)
+        chosen = {t.strip() for t in self.aux_tasks.split(",")}
+        return ("keypoints",) + tuple(t for t in AUX_TASKS if t in chosen)
 
     def eval_interval(self) -> int:
         """Steps between validation points: ``eval_every``, or when 0 the smallest multiple of 50 steps at which

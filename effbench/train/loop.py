@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from effbench.evaluate import METRIC_KEYS, evaluate, keypoint_epe
 from effbench.train import store
 from effbench.train.balancing import GradNorm, last_shared_parameter, make_balancer
-from effbench.train.config import AUX_TASKS, TrainConfig
+from effbench.train.config import TrainConfig
 from effbench.train.curve import Curve, still_improving
 from effbench.train.losses import task_losses
 
@@ -156,7 +156,7 @@ class _Run:
         self.model = create_model(config.model).to(device)
         # Without auxiliary tasks the deployable form is trained: same weights, no auxiliary heads computed.
         self.net = self.model if config.aux else self.model.deployable()
-        tasks = ("keypoints",) + (AUX_TASKS if config.aux else ())
+        tasks = config.tasks()
         weights = {"keypoints": config.w_keypoints, "seg": config.w_seg, "vis": config.w_vis,
                    "keypose": config.w_keypose, "hand": config.w_hand}
         self.balancer = make_balancer(config.balancing, tasks, weights, config.gradnorm_alpha).to(device)
@@ -275,6 +275,7 @@ class _Run:
         out = self.net(batch["depth"])
         losses = task_losses(out, batch, aux=config.aux, seg_dice=config.seg_dice, heatmap_weight=config.w_heatmap,
                              heatmap_sigma_px=config.heatmap_sigma_px)
+        losses = {t: losses[t] for t in self.balancer.tasks}  # an ablation trains some auxiliary tasks only
         if isinstance(self.balancer, GradNorm) and self.balancer.shared is None:
             self.balancer.set_shared(last_shared_parameter(self.net, losses))
         loss = self.balancer(losses)
