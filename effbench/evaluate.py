@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: The metric keys of a run record (contract), in report order.
+#: The metric keys of a run record, in report order.
 METRIC_KEYS: tuple[str, ...] = (
     "epe_px",
     "epe_px_vis",
@@ -44,11 +44,6 @@ AUX_METRIC_KEYS: tuple[str, ...] = ("mask_iou", "vis_f1", "keypose_acc", "handed
 def _mean(values: Tensor, valid: Tensor) -> float | None:
     n = int(valid.sum())
     return float((values * valid).sum() / n) if n else None
-
-
-def end_point_error(pred: Tensor, target: Tensor, valid: Tensor) -> float | None:
-    """Mean Euclidean distance between ``pred`` and ``target`` (..., D) over ``valid`` (...) points."""
-    return _mean((pred - target).norm(dim=-1), valid.to(pred.dtype))
 
 
 def pck(dist: Tensor, valid: Tensor, threshold: float) -> float | None:

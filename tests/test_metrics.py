@@ -6,14 +6,6 @@ import torch
 from effbench import evaluate as ev
 
 
-def test_end_point_error_by_hand():
-    pred = torch.tensor([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])
-    target = torch.zeros(1, 3, 2)
-    # distances 0, 5, sqrt(2); the third is not valid -> mean(0, 5) = 2.5
-    assert ev.end_point_error(pred, target, torch.tensor([[1, 1, 0]])) == pytest.approx(2.5)
-    assert ev.end_point_error(pred, target, torch.zeros(1, 3)) is None
-
-
 def test_pck_by_hand():
     dist = torch.tensor([[1.0, 2.0, 4.9, 5.0, 12.0]])
     valid = torch.ones(1, 5, dtype=torch.bool)

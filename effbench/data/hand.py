@@ -56,7 +56,6 @@ LIMITS_DEG = (
 )
 
 _FIST = (85.0, 0.0, 100.0, 60.0)
-_STRAIGHT = (0.0, 0.0, 3.0, 3.0)
 _THUMB_TUCKED = (40.0, 5.0, 35.0, 40.0)
 #: Thumb of Ok and Pinch: solved (gradient descent on the forward kinematics of the average hand) so that the thumb
 #: tip touches the index tip of those poses, i.e. the tips are one radius sum (7.5 + 9 mm) apart; a test checks it.
@@ -313,9 +312,9 @@ def sample_hands(
 
     joints, caps_a, caps_b = to_cam(joints), to_cam(caps_a), to_cam(caps_b)
     # Keep the forearm's far end in front of the camera (it leaves the frame long before that).
-    fa, fb = caps_a[:, 0], caps_b[:, 0]
-    near = 40.0 + radius[:, 0]
+    fa, fb = caps_a[:, FOREARM_CAPSULE], caps_b[:, FOREARM_CAPSULE]
+    near = 40.0 + radius[:, FOREARM_CAPSULE]
     frac = ((fa[:, 2] - near) / (fa[:, 2] - fb[:, 2]).clamp(min=1e-3)).clamp(0.0, 1.0)
     frac = torch.where(fb[:, 2] < near, frac, torch.ones_like(frac))
-    caps_b[:, 0] = fa + (fb - fa) * frac[:, None]
+    caps_b[:, FOREARM_CAPSULE] = fa + (fb - fa) * frac[:, None]
     return HandSample(joints, joint_radius, caps_a, caps_b, radius, keypose, handedness)
