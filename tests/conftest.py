@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _BENCHMARKS = Path(__file__).parent / "benchmarks"
 _SCRATCH = Path(tempfile.mkdtemp(prefix="effbench-tests-"))
 os.environ["EFFBENCH_CACHE"] = str(_SCRATCH / "data")
@@ -30,3 +32,21 @@ def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
 
 def pytest_unconfigure(config) -> None:
     shutil.rmtree(_SCRATCH, ignore_errors=True)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: the test machine's cores are shared, and two OpenMP threads contending
+    with other processes are many times slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+    """A data cache folder shared by the training tests of one module."""
+    return str(tmp_path_factory.mktemp("data-cache"))

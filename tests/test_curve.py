@@ -10,17 +10,7 @@ from effbench.train.curve import Curve, still_improving
 from effbench.train.loop import lr_at
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data-cache"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(cache, **kw) -> TrainConfig:

@@ -17,19 +17,7 @@ from effbench.train import TrainConfig, run, run_many
 SMALL = {"height": 48, "width": 64}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: two OpenMP threads contending with other processes are many times
-    # slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data-cache"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(cache, **kw) -> TrainConfig:
