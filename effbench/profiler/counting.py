@@ -1,7 +1,7 @@
 """One counting handle per aten op (after fvcore's ``jit_handles.py``), and the rules they follow.
 
-The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs, so functional calls (``F.interpolate``,
-``x @ w``, ``torch.cat``) count like modules and a module called twice counts twice:
+The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs, so functional calls
+(``F.interpolate``, ``x @ w``, ``torch.cat``) count like modules and a module called twice counts twice:
 
 * **MAC** = one multiply-accumulate of a convolution (any groups, dilation, stride, transposed), a linear layer,
   ``mm``/``bmm``/``matmul``/``einsum``/``addmm``/``baddbmm``, and the two products of scaled dot-product attention.

@@ -29,7 +29,8 @@ def _deployable_models() -> list[str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # The embedded-like figure (docs/conventions.md): one thread, so the number does not depend on the runner's core count.
+    # The embedded-like figure (docs/conventions.md): one thread, so the number does not depend on the runner's
+    # core count.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
