@@ -247,6 +247,7 @@ def test_parallel_generation_gives_the_same_frames():
     assert all(torch.equal(serial[k], parallel[k]) for k in serial)
 
 
+@pytest.mark.slow
 def test_handedness_cue_a_simple_rule_on_the_depth_frame_beats_chance():
     """Left and right hands are mirror images; what tells them apart on a headset is where the arm comes from.
     Rule, on the depth frame alone: the near surfaces (within 250 mm of the nearest) that touch the frame's bottom or
