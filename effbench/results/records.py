@@ -7,9 +7,9 @@ fields and types below is refused with :class:`RecordError` naming the file and 
 are not ``assert`` statements (which ``python -O`` removes).
 
 Changes by schema:
-    1: no ``schema`` field; ``created`` in local time; a run's ``machine`` says ``torch_threads``.
-    2: ``schema``; every field present (``curve`` and ``convergence`` may have been written before it); ``created``
-       in UTC; ``machine`` as :func:`effbench.provenance.machine`.
+    1: no ``schema`` field; ``created`` in local time; a run's ``machine`` says ``torch_threads``; the fields added
+       over time (``model_fingerprint``, ``curve``, ``convergence``) may be absent.
+    2: ``schema``; every field present; ``created`` in UTC; ``machine`` as :func:`effbench.provenance.machine`.
 """
 
 from __future__ import annotations
