@@ -79,9 +79,9 @@ class TrainConfig:
         Raises:
             UsageError: Naming the bad field, its value and what would be valid.
         """
-        from effbench.registry import model_info
+        from effbench.registry import trainable_info
 
-        model_info(self.model)  # raises with the closest names
+        trainable_info(self.model)  # raises with the closest names, or for a profile-only model
         if self.balancing not in BALANCING:
             raise UsageError(f"balancing {self.balancing!r} is not one of {', '.join(BALANCING)}")
         if self.device not in DEVICES:
