@@ -94,7 +94,9 @@ class DSCNN(nn.Module):
         self.stem = conv_bn_relu(1, filters, (10, 4), 2, (5, 1))
         self.blocks = nn.Sequential(
             *(
-                nn.Sequential(conv_bn_relu(filters, filters, 3, 1, 1, groups=filters), conv_bn_relu(filters, filters, 1))
+                nn.Sequential(
+                    conv_bn_relu(filters, filters, 3, 1, 1, groups=filters), conv_bn_relu(filters, filters, 1)
+                )
                 for _ in range(blocks)
             )
         )

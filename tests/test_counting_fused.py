@@ -273,7 +273,9 @@ def test_cells(op):
     assert (cost.macs, cost.flops) == _rnn_figures(op.split("_")[0], 3, 8, 16)
 
 
-@pytest.mark.parametrize(("op", "gates", "cell_ops"), [("_thnn_fused_lstm_cell", 4, 13), ("_thnn_fused_gru_cell", 3, 10)])
+@pytest.mark.parametrize(
+    ("op", "gates", "cell_ops"), [("_thnn_fused_lstm_cell", 4, 13), ("_thnn_fused_gru_cell", 3, 10)]
+)
 def test_fused_cells_complete_two_matmuls(op, gates, cell_ops):
     # CUDA's cell: two bias-free matmuls (counted as mm), then this op: both biases and the cell's elementwise ops.
     batch, hidden = 3, 16

@@ -53,7 +53,9 @@ def layer(cell: str, positions: int, batch: int, weights: Sequence[Tensor]) -> C
     return Count(macs, flops, scratch=batch * gates * hidden)
 
 
-def stack(cell: str, positions: int, batch: int, params: Sequence[Tensor], num_layers: int, bidirectional: bool) -> Count:
+def stack(
+    cell: str, positions: int, batch: int, params: Sequence[Tensor], num_layers: int, bidirectional: bool
+) -> Count:
     """Every layer and direction of a recurrent module; ``params`` as ``nn.LSTM/GRU/RNN._flat_weights`` lists them."""
     directions = 2 if bidirectional else 1
     groups = num_layers * directions

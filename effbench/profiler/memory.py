@@ -16,8 +16,8 @@ From a :class:`~effbench.profiler.trace.Trace` of one batch-1 forward pass:
   :mod:`effbench.profiler.counting_recurrent`) are live while it runs, as they would be between the separate
   kernels an embedded runtime runs it as.
 * The live bytes at an op are the buffers live across it (its inputs and outputs included) and its scratch; the
-  peak is their maximum, reported with the op and module where it sits. Floating-point elements cost 4 bytes at fp32 and 1 at
-  int8; other dtypes (indices) their own size in both.
+  peak is their maximum, reported with the op and module where it sits. Floating-point elements cost 4 bytes at
+  fp32 and 1 at int8; other dtypes (indices) their own size in both.
 """
 
 from __future__ import annotations
