@@ -28,10 +28,10 @@ from effbench.profiler import counting
 #: What each peer counts and in what unit; the reconciliation prints these beside the numbers.
 PEER_NOTES: dict[str, str] = {
     "fvcore": "its 'flop' is one fused multiply-add, a MAC (fvcore #69), for conv/linear/matmul/einsum; it adds "
-    "BatchNorm at 2 per element (affine), upsampling, and adaptive average pooling at 1 per input element; "
-    "activations, add, mul, max/avg pooling and softmax count 0 (fvcore #143, #148), and so do the ops it has no "
-    "handle for: fused attention (aten::_native_multi_head_attention, the encoder-layer kernel, sdpa) and recurrent "
-    "layers (aten::lstm/gru/rnn_tanh/rnn_relu)",
+    "BatchNorm at 2 per element (affine), LayerNorm/GroupNorm at 5, upsampling, and adaptive average pooling at 1 "
+    "per input element; activations, add, mul, max/avg pooling and softmax count 0 (fvcore #143, #148), and so do "
+    "the ops it has no handle for: fused attention (aten::_native_multi_head_attention, the encoder-layer kernel, "
+    "sdpa) and recurrent layers (aten::lstm/gru/rnn_tanh/rnn_relu)",
     "thop": "module hooks: MACs of conv/linear, plus BatchNorm/LayerNorm at 4 per element (affine), average "
     "pooling, upsampling and softmax modules; ReLU/ReLU6 and max pooling count 0; functional calls "
     "(F.interpolate, x @ w, +) are invisible to it (thop #36); LSTM/GRU/RNN modules by its own per-step formula, "
