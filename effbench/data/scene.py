@@ -17,7 +17,7 @@ from effbench.data.render import render_capsules, render_planes
 from effbench.data.skeleton import NUM_JOINTS
 
 #: Bump when anything changes the frames a seed produces: caches of another version are rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ RECORD_KEYS: tuple[str, ...] = (
     "wall_s",
     "steps_per_s",
     "created",
+    "curve",
+    "convergence",
 )
 
 
@@ -170,8 +172,11 @@ def make_record(
     wall_s: float,
     steps_per_s: float | None,
     model_fingerprint: str | None = None,
+    curve: list[dict[str, Any]] | None = None,
+    convergence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A run record with exactly the contract's keys."""
+    """A run record with exactly the contract's keys; ``curve`` and ``convergence`` as :mod:`effbench.train.loop`
+    makes them (None for a failed run)."""
     record = {
         "config": config,
         "config_hash": config_hash,
@@ -185,6 +190,8 @@ def make_record(
         "wall_s": wall_s,
         "steps_per_s": steps_per_s,
         "created": now_iso(),
+        "curve": curve,
+        "convergence": convergence,
     }
     assert tuple(record) == RECORD_KEYS
     return record
