@@ -5,7 +5,11 @@ Budgets live in the suite's settings (``architectures/suites.py``)::
 
     Suite(..., settings={"budgets": {"quick": {"train": {...TrainConfig overrides...},
                                                "seeds": {"default": 1, "tiny_hand": 3},
-                                               "models": {"some_model": {...per-model overrides...}}}}})
+                                               "models": {"some_model": {...per-model overrides...}},
+                                               "ablations": {"tiny_hand": 1}}}})
+
+``ablations`` adds, for the first N seeds of a model, one run per auxiliary task trained alone (seg only,
+visibility only, keypose only, handedness only) beside the runs with none and all.
 
 Everything lands in the results store (``<out>/runs/``): effbench.train's run records, one profile per model and
 a manifest of the planned runs (``runs/suite/``), so that ``bench.py report`` rebuilds the report from the store
@@ -28,6 +32,7 @@ from effbench import results
 from effbench.errors import UsageError, closest, error_text
 from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
 from effbench.results import SCHEMA, ProfileRecord
+from effbench.train.config import AUX_TASKS
 
 DEFAULT_BUDGET = "quick"
 
@@ -62,7 +67,9 @@ class SuitePlan:
             "seeds": self.seeds,
             "device": self.device,
             "runs": [
-                {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()} for c in self.configs
+                {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()}
+                | ({"aux_tasks": c.aux_tasks} if c.aux and c.tasks()[1:] != AUX_TASKS else {})
+                for c in self.configs
             ],
         }
 
@@ -118,12 +125,14 @@ def plan_suite(
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
         values = train_values(suite, budget, name)
-        for aux in (False, True):
-            for seed in range(n):
-                cfg = TrainConfig.from_dict({**values, "model": name, "aux": aux, "seed": seed, "device": device})
-                if data_cache_dir is not None:
-                    cfg = cfg.replace(data_cache_dir=data_cache_dir)
-                plan.configs.append(cfg.validate())
+        runs = [{"aux": aux, "seed": seed} for aux in (False, True) for seed in range(n)]
+        runs += [{"aux": True, "aux_tasks": task, "seed": seed}
+                 for seed in range(int(spec.get("ablations", {}).get(name, 0))) for task in AUX_TASKS]
+        for run in runs:
+            cfg = TrainConfig.from_dict({**values, "model": name, "device": device, **run})
+            if data_cache_dir is not None:
+                cfg = cfg.replace(data_cache_dir=data_cache_dir)
+            plan.configs.append(cfg.validate())
     return plan
 
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from effbench.errors import UsageError
 from effbench.provenance import describe_machine
-from effbench.report import tables
+from effbench.report import claims, tables
+from effbench.report.curves import plot_curves
 from effbench.report.frame import results_frame
 from effbench.report.pareto import Point, plot_pareto
 from effbench.results import Store, load_store, write_atomic
@@ -189,7 +190,25 @@ def input_size_note(frame: pd.DataFrame) -> str:
     )
 
 
-def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str) -> str:
+def curve_lines(store: Store, plots: list[str]) -> list[str]:
+    """The learning-curve section: the plots, the equal-steps comparison and every run's convergence (nothing when
+    no record has a curve, as in stores written before curves were kept)."""
+    table = claims.convergence_table(store.runs)
+    if table.empty:
+        return []
+    flagged = int((table["still improving"] == "**yes**").sum())
+    lines = ["## Learning curves and convergence", "",
+             "Validation EPE during training; each run is tested with the weights of its best validation point. A "
+             "run is **still improving** when the best EPE of the last fifth of its curve is more than 2% below that "
+             f"of the fifth before: {flagged} of {len(table)} run(s) here.", ""]
+    lines += [f"![{name}]({name})" for name in plots] + [""]
+    lines += claims.equal_steps_lines(store.runs, store.models)
+    return lines + [tables.to_markdown(table), ""]
+
+
+def render_markdown(
+    store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str, curve_plots: list[str] = ()
+) -> str:
     """The text of ``report.md``."""
     facts = header_facts(store)
     ref = store.reference
@@ -206,6 +225,8 @@ def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, st
     line = headline(frame, store)
     if line:
         lines += [line, ""]
+    if ref and store.models and store.models[0] != ref:
+        lines += claims.claim_lines(frame, store.models[0], ref)
     lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame)), ""]
     if ref:
         lines += [f"## Cost relative to `{ref}` (same run)", ""]
@@ -225,6 +246,12 @@ def render_markdown(store: Store, frame: pd.DataFrame, plots: list[tuple[str, st
         tables.to_markdown(tables.aux_table(frame)),
         "",
     ]
+    ablation = claims.ablation_table(frame)
+    if not ablation.empty:
+        lines += ["### Which auxiliary task buys what (ablation)", "",
+                  "Each auxiliary task trained alone beside none and all (test split; mean ± std over seeds).", "",
+                  tables.to_markdown(ablation), ""]
+    lines += curve_lines(store, curve_plots)
     lines += ["## Pareto plots", ""]
     lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "
               "arrow from off to on; dashed: the non-dominated front.", ""]
@@ -273,5 +300,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models)
         written.append(write_atomic(out / fname, png))
         plots.append((fname, title))
-    written.append(write_atomic(out / "report.md", render_markdown(store, frame, plots, metric)))
+    flops = {name: (store.profiles.get(name) or {}).get("flops") for name in store.models}
+    flops = {name: f for name, f in flops.items() if f}
+    curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves")
+    written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
+    written.append(write_atomic(out / "report.md", render_markdown(store, frame, plots, metric, list(curve_pngs))))
     return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame}

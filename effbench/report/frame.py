@@ -79,6 +79,7 @@ def results_frame(store: Store) -> pd.DataFrame:
         row.update(flatten("train_", cfg))
         row.update(flatten("test_", rec.get("metrics")))
         row.update({f"run_{k}": _scalar(rec.get(k)) for k in RUN_FIELDS})
+        row.update(flatten("conv_", rec.get("convergence")))
         row.update(profile_columns(store.profiles.get(name)))
         rows.append(row)
     for name in models:

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from effbench.train.config import AUX_TASKS
+
 #: (column title, prof_* key, scale, digits) of the cost table. Ratios to the reference use the same keys.
 COST_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
     ("MACs (M)", "prof_macs", 1e-6, 2),
@@ -32,6 +34,7 @@ COST_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
 ACCURACY_METRICS: tuple[tuple[str, str, float, int], ...] = (
     ("EPE px", "test_epe_px", 1.0, 2),
     ("PCK@5 %", "test_pck5", 100.0, 1),
+    ("2.5D err mm", "test_err25_mm", 1.0, 1),
     ("3D err mm", "test_err3d_mm", 1.0, 1),
 )
 
@@ -159,11 +162,16 @@ def ratio_table(frame: pd.DataFrame, reference: str | None) -> pd.DataFrame:
 
 
 def _runs(frame: pd.DataFrame, model: str, aux: bool) -> pd.DataFrame:
-    sel = frame[(frame["model"] == model) & (frame["aux"] == aux)]
-    return sel
+    """The runs of ``model`` without (``aux`` False) or with every auxiliary task; ablations are left out."""
+    sel = (frame["model"] == model) & (frame["aux"] == aux)
+    if aux and "train_aux_tasks" in frame:
+        full = frame["train_aux_tasks"].map(lambda t: is_missing(t) or set(t.split(",")) == set(AUX_TASKS))
+        sel &= full
+    return frame[sel]
 
 
-def _seed_cell(runs: pd.DataFrame) -> str:
+def seed_cell(runs: pd.DataFrame) -> str:
+    """Successful runs, as ``ok`` or ``ok/planned`` when some failed."""
     ok = int((runs["status"] == "ok").sum())
     return str(ok) if ok == len(runs) else f"{ok}/{len(runs)}"
 
@@ -192,7 +200,7 @@ def accuracy_table(frame: pd.DataFrame, metrics=ACCURACY_METRICS) -> pd.DataFram
         off, on = _runs(frame, name, False), _runs(frame, name, True)
         if not len(off) and not len(on):
             continue
-        cells: dict[str, str] = {"model": name, "seeds off": _seed_cell(off), "seeds on": _seed_cell(on)}
+        cells: dict[str, str] = {"model": name, "seeds off": seed_cell(off), "seeds on": seed_cell(on)}
         ok_off, ok_on = off[off["status"] == "ok"], on[on["status"] == "ok"]
         for i, (title, key, scale, digits) in enumerate(metrics):
             a = ok_off[key].tolist() if key in frame else []
@@ -213,7 +221,7 @@ def aux_table(frame: pd.DataFrame) -> pd.DataFrame:
         if not len(on):
             continue
         ok = on[on["status"] == "ok"]
-        cells = {"model": name, "seeds": _seed_cell(on)}
+        cells = {"model": name, "seeds": seed_cell(on)}
         for i, (title, key, scale, digits) in enumerate(AUX_METRICS):
             values = ok[key].tolist() if key in frame else []
             cells[title] = _failed_cell(on, i == 0) or fmt_mean_std(values, digits, scale)

@@ -145,7 +145,7 @@ class Store:
 def _missing_run(plan: dict[str, Any]) -> dict[str, Any]:
     """What stands for a planned run that has no record (a suite interrupted before it), so a report shows the gap."""
     return {
-        "config": {"model": plan["model"], "aux": plan["aux"], "seed": plan["seed"]},
+        "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks") if k in plan},
         "config_hash": plan["config_hash"],
         "status": "missing",
         "error": "no run record (suite interrupted?)",

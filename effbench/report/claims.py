@@ -1,0 +1,152 @@
+"""The report's accuracy conclusions: the seed paper's claim and our answer, the paired aux effect over seeds,
+the per-task ablation, and how every run converged (from the records' learning curves).
+
+The aux effect is a paired difference: for every seed trained both ways (same seed, same data), ``EPE(aux on) -
+EPE(aux off)``; its mean and a 95% Student-t interval over those seeds. Pairing removes the seed's own effect on
+both runs, which unpaired standard deviations would count twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from effbench.report import tables
+from effbench.report.curves import aux_label, convergence_rows
+
+#: The claim of the seed paper (Chidananda et al., arXiv 1909.05897), in our words.
+CLAIM = (
+    "a network with about 3% of MobileNetV2's FLOPs and 2% of its parameters, trained with auxiliary tasks, reaches "
+    "accuracy comparable to MobileNetV2's"
+)
+
+#: The ablation's aux settings, in the order the table lists them.
+ABLATION_ORDER = ("off", "on: seg", "on: vis", "on: keypose", "on: hand", "on")
+
+
+def aux_settings(frame: pd.DataFrame) -> pd.Series:
+    """Each row's aux setting: ``off``, ``on`` (every auxiliary task) or ``on: <tasks>`` (an ablation)."""
+    tasks = frame["train_aux_tasks"] if "train_aux_tasks" in frame else pd.Series(None, index=frame.index)
+    return pd.Series(
+        [aux_label({"aux": bool(a), "aux_tasks": None if tables.is_missing(t) else t})
+         for a, t in zip(frame["aux"], tasks)],
+        index=frame.index,
+    )
+
+
+def paired_effect(frame: pd.DataFrame, model: str, key: str = "test_epe_px") -> dict[str, float] | None:
+    """Mean of ``key``(aux on) - ``key``(aux off) over the seeds with both runs ok, and its 95% t-interval.
+
+    Returns ``{"mean", "low", "high", "n", "rel"}`` (``rel``: the mean over the aux-off mean), or None without a
+    pair; with one pair the interval is unbounded (NaN).
+    """
+    setting = aux_settings(frame)
+    ok = frame[(frame["model"] == model) & (frame["status"] == "ok")]
+    off = ok[setting[ok.index] == "off"].set_index("seed")[key]
+    on = ok[setting[ok.index] == "on"].set_index("seed")[key]
+    seeds = sorted(set(off.dropna().index) & set(on.dropna().index))
+    if not seeds:
+        return None
+    diff = np.array([float(on[s]) - float(off[s]) for s in seeds])
+    mean, n = float(diff.mean()), len(diff)
+    half = float("nan")
+    if n > 1:
+        half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n))
+    base = float(np.mean([float(off[s]) for s in seeds]))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "rel": mean / base if base else float("nan")}
+
+
+def fmt_effect(effect: dict[str, float] | None, unit: str = "px") -> str:
+    """``-0.42 px (-3.1%), 95% CI [-0.80, -0.04], 3 seeds``."""
+    if effect is None:
+        return "no seed trained both ways"
+    ci = "CI needs 2 seeds" if np.isnan(effect["low"]) else f"95% CI [{effect['low']:+.2f}, {effect['high']:+.2f}]"
+    return f"{effect['mean']:+.2f} {unit} ({effect['rel'] * 100:+.1f}%), {ci}, {effect['n']} seed(s)"
+
+
+def _mean_of(frame: pd.DataFrame, model: str, setting: str, key: str) -> float | None:
+    ok = frame[(frame["model"] == model) & (frame["status"] == "ok") & (aux_settings(frame) == setting)]
+    values = [float(v) for v in ok[key] if not tables.is_missing(v)] if key in frame else []
+    return float(np.mean(values)) if values else None
+
+
+def claim_lines(frame: pd.DataFrame, tiny: str, reference: str) -> list[str]:
+    """The claim and our answer: the tiny net's EPE as a ratio of the reference's (both with aux) and the aux effect
+    on each, from the runs of this store (whatever budget they had; the header says which)."""
+    ours, ref = _mean_of(frame, tiny, "on", "test_epe_px"), _mean_of(frame, reference, "on", "test_epe_px")
+    if ours is None or ref is None:
+        return []
+    lines = [
+        "## The claim, measured",
+        "",
+        f"The seed paper claims that {CLAIM}. Here, with auxiliary tasks: `{tiny}` {ours:.2f} px EPE against "
+        f"`{reference}` {ref:.2f} px, **{ours / ref:.2f}x** its error.",
+        "",
+        "Aux effect (paired over seeds: same seed and data, aux on - aux off, test EPE):",
+        "",
+    ]
+    for name in (tiny, reference):
+        lines.append(f"- `{name}`: {fmt_effect(paired_effect(frame, name))}")
+    return lines + [""]
+
+
+def ablation_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model with ablation runs: each aux setting (none, one task alone, all) with EPE, PCK@5 and the trained
+    heads' metrics (mean ± std over seeds)."""
+    setting = aux_settings(frame)
+    columns = ["model", "aux", "seeds", "EPE px", "PCK@5 %", "2.5D err mm", "handedness acc %", "keypose acc %"]
+    keys = (("EPE px", "test_epe_px", 1.0, 2), ("PCK@5 %", "test_pck5", 100.0, 1),
+            ("2.5D err mm", "test_err25_mm", 1.0, 1), ("handedness acc %", "test_handedness_acc", 100.0, 1),
+            ("keypose acc %", "test_keypose_acc", 100.0, 1))
+    rows = []
+    for name in frame["model"].drop_duplicates():
+        mine = setting[frame["model"] == name]
+        if not any(s not in ("off", "on") for s in mine):
+            continue
+        for label in sorted(set(mine), key=lambda s: ABLATION_ORDER.index(s) if s in ABLATION_ORDER else 99):
+            runs = frame[(frame["model"] == name) & (setting == label)]
+            ok = runs[runs["status"] == "ok"]
+            cells = {"model": name, "aux": label, "seeds": tables.seed_cell(runs)}
+            for title, key, scale, digits in keys:
+                values = ok[key].tolist() if key in frame else []
+                cells[title] = tables.fmt_mean_std(values, digits, scale)
+            rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def convergence_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every run with a learning curve: best validation EPE, best and stop step, its cap, how it stopped, and the
+    still-improving flag (``yes`` is a run whose numbers are not its model's)."""
+    rows = []
+    for r in convergence_rows(runs):
+        rows.append({
+            "model": r["model"], "aux": r["aux"], "seed": r["seed"],
+            "best val EPE px": tables.fmt(r["best val EPE px"], 2),
+            "best step": tables.fmt(r["best step"], 0), "stop step": tables.fmt(r["stop step"], 0),
+            "cap": tables.fmt(r["cap"], 0),
+            "stopped": "plateau" if r["stopped on plateau"] else "cap",
+            "still improving": {True: "**yes**", False: "no", None: "-"}[r["still improving"]],
+            "wall min": tables.fmt(None if r["wall s"] is None else r["wall s"] / 60, 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def equal_steps_lines(runs: list[dict[str, Any]], models: list[str]) -> list[str]:
+    """Validation EPE of every (model, aux on/off) at the largest step every such run reached (seed means), so that
+    models are also compared at equal training steps, not only at convergence."""
+    curves = [r for r in runs if r.get("curve") and r["config"]["model"] in models]
+    if not curves:
+        return []
+    common = min(max(p["step"] for p in r["curve"]) for r in curves)
+    at: dict[tuple[str, str], list[float]] = {}
+    for r in curves:
+        pts = [p for p in r["curve"] if p["step"] <= common and p.get("val_epe_px") is not None]
+        if pts:
+            key = (r["config"]["model"], aux_label(r["config"]))
+            at.setdefault(key, []).append(min(p["val_epe_px"] for p in pts))
+    shown = "; ".join(f"`{m}` aux {a}: {np.mean(v):.2f}" for (m, a), v in at.items() if a in ("off", "on"))
+    return [f"At equal steps (the best validation EPE up to step {common:,}, the last step every run reached): "
+            f"{shown} px.", ""]

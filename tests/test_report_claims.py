@@ -1,0 +1,67 @@
+"""The report's accuracy conclusions on a hand-made store: the claim, the paired aux effect with its t-interval,
+the per-task ablation table and the convergence table with the still-improving flag."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from effbench.report import claims
+from effbench.report.build import build_report
+from tests.report_helpers import make_store, read_table
+
+
+def test_paired_effect_by_hand():
+    # Three seeds: aux on - off = -1.0, -0.5, 0.0 -> mean -0.5, sample sd 0.5, t(0.975, 2 dof) = 4.3027:
+    # half-width 4.3027 x 0.5 / sqrt(3) = 1.2421. Relative to the aux-off mean (10): -5%.
+    frame = pd.DataFrame({
+        "model": ["m"] * 6, "aux": [False] * 3 + [True] * 3, "seed": [0, 1, 2] * 2, "status": ["ok"] * 6,
+        "test_epe_px": [10.0, 10.0, 10.0, 9.0, 9.5, 10.0],
+    })
+    e = claims.paired_effect(frame, "m")
+    assert e["n"] == 3 and e["mean"] == pytest.approx(-0.5) and e["rel"] == pytest.approx(-0.05)
+    assert e["high"] - e["mean"] == pytest.approx(4.302653 * 0.5 / 3**0.5, rel=1e-5)
+    assert claims.fmt_effect(e) == "-0.50 px (-5.0%), 95% CI [-1.74, +0.74], 3 seed(s)"
+    # a seed trained one way only is left out of the pairs
+    one = claims.paired_effect(frame[frame["seed"] != 2].iloc[:-1], "m")
+    assert one["n"] == 1 and "CI needs 2 seeds" in claims.fmt_effect(one)
+    assert claims.paired_effect(frame[frame["aux"]], "m") is None
+
+
+def test_report_states_the_claim_ablation_and_convergence(tmp_path):
+    root = make_store(tmp_path / "runs", seeds=3)
+    # An ablation run (handedness alone) and a learning curve that still falls at its end.
+    (root / "0000h0000000.json").write_text(json.dumps({
+        "config": {"model": "tiny_hand", "aux": True, "aux_tasks": "hand", "seed": 0, "steps": 100, "device": "cpu"},
+        "config_hash": "0000h0000000", "status": "ok", "error": None,
+        "metrics": {"epe_px": 6.0, "handedness_acc": 0.9}, "wall_s": 1.0, "steps_per_s": 100.0,
+    }))
+    manifest = json.loads((root / "suite" / "manifest.json").read_text())
+    manifest["runs"].append({"model": "tiny_hand", "aux": True, "seed": 0, "config_hash": "0000h0000000",
+                             "aux_tasks": "hand"})
+    (root / "suite" / "manifest.json").write_text(json.dumps(manifest))
+    path = root / "000010000000.json"  # tiny_hand, aux on, seed 0 (make_store's hash scheme)
+    rec = json.loads(path.read_text())
+    rec["curve"] = [{"step": s, "train_loss": 1.0, "val_epe_px": e, "wall_s": s / 10}
+                    for s, e in ((20, 9.0), (40, 8.0), (60, 7.0), (80, 6.9), (100, 6.0))]
+    rec["convergence"] = {"best_step": 100, "stop_step": 100, "stopped_on_plateau": False}
+    path.write_text(json.dumps(rec))
+
+    build_report(root, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    # tiny_hand (aux on: 7 - 0.5 + 0.1 x seed) 6.6 against mobilenet_v2_100 9.1: 0.73x; every pair differs by -0.5.
+    assert "`tiny_hand` 6.60 px EPE against `mobilenet_v2_100` 9.10 px, **0.73x** its error." in md
+    assert "- `tiny_hand`: -0.50 px (-7.0%), 95% CI [-0.50, -0.50], 3 seed(s)" in md
+    ablation = read_table(md, "### Which auxiliary task buys what (ablation)")
+    assert [(r["aux"], r["EPE px"], r["handedness acc %"]) for r in ablation] == [
+        ("off", "7.10 ± 0.10", "-"), ("on: hand", "6.00", "90.0"), ("on", "6.60 ± 0.10", "-")]
+    # The ablation run does not enter the aux-on column of the main accuracy table.
+    acc = {r["model"]: r for r in read_table(md, "## Accuracy without and with auxiliary tasks")}
+    assert acc["tiny_hand"]["EPE px on"] == "6.60 ± 0.10"
+    conv = read_table(md, "## Learning curves and convergence")
+    # last fifth (step 100): 6.0 against the fourth (step 80): 6.9 -> 13% better: still improving.
+    assert [(r["model"], r["best val EPE px"], r["still improving"]) for r in conv] == [("tiny_hand", "-", "**yes**")]
+    assert "1 of 1 run(s) here" in md
+    assert (tmp_path / "out" / "curves_steps.png").stat().st_size > 1000
