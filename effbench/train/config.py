@@ -104,9 +104,9 @@ class TrainConfig:
         Raises:
             UsageError: Naming the bad field, its value and what would be valid.
         """
-        from effbench.registry import model_info
+        from effbench.registry import trainable_info
 
-        model_info(self.model)  # raises with the closest names
+        trainable_info(self.model)  # raises with the closest names, or for a profile-only model
         if self.schedule not in SCHEDULES:
             raise UsageError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.schedule == "plateau" and (self.patience <= 0 or self.val_size <= 0):
