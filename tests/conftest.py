@@ -7,8 +7,9 @@ something only on a quiet machine, so the default run (``python -m pytest``) doe
 Tests marked ``slow`` (whole suites end to end, ImageNet-sized profiles) run by default; ``python -m pytest -m "not
 slow"`` leaves them out for a run of under a minute while working.
 
-Torch runs on one thread in every test (the ``one_thread`` fixture). Tests leave nothing in the home folder: the synthetic data cache (``EFFBENCH_CACHE``) and matplotlib's font cache
-(``MPLCONFIGDIR``) go to a temporary folder for the session, inherited by spawned worker processes too.
+Torch runs on one thread in every test (the ``one_thread`` fixture). Tests leave nothing in the home folder: the
+synthetic data cache (``EFFBENCH_CACHE``) and matplotlib's font cache (``MPLCONFIGDIR``) go to a temporary folder
+for the session, inherited by spawned worker processes too.
 """
 
 import os
