@@ -12,8 +12,8 @@ The builder's name is exactly what the CLI takes. ``params``/``macs`` are the ex
 
 Two kinds of model:
 
-* **Trainable** (the default): a hand-pose network that the train stage and the suites train. It meets this
-  contract (``architectures.hand_pose.HandPoseNet`` is one way to meet it):
+* **Trainable** (the default): a hand-pose network that the train stage and the suites train. It has this
+  interface (``architectures.hand_pose.HandPoseNet`` is one way to provide it):
 
   - ``forward(depth)`` takes a depth frame ``(B, 1, H, W)`` in millimetres and, in training mode, returns a dict
     with ``"keypoints"`` ``(B, K, 2)`` (x, y in input pixels), ``"heatmaps"`` ``(B, K, H/4, W/4)`` logits, and the

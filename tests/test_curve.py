@@ -10,9 +10,6 @@ from effbench.train.curve import Curve, still_improving
 from effbench.train.loop import lr_at
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def small(cache, **kw) -> TrainConfig:
     values = dict(model="tiny_hand", aux=False, steps=24, batch_size=8, lr=1e-2, warmup_steps=4, train_size=16,
                   val_size=8, test_size=8, data_config={"height": 48, "width": 64}, data_cache_dir=cache,

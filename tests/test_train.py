@@ -17,9 +17,6 @@ from effbench.train import TrainConfig, run, run_many
 SMALL = {"height": 48, "width": 64}
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def small(cache, **kw) -> TrainConfig:
     values = dict(
         model="tiny_hand", steps=20, batch_size=8, lr=1e-2, warmup_steps=5, train_size=16, val_size=8, test_size=8,
