@@ -75,6 +75,11 @@ class ModelBudget:
             METRICS[m].kind == "latency" for m in self.tolerance
         )
 
+    def runtimes(self) -> list[str]:
+        """The runtimes this model's latency budgets and tolerances are timed under (``eager``, ``ort``...)."""
+        names = [BUDGET_KEYS[k][0] for k in self.limits] + list(self.tolerance)
+        return list(dict.fromkeys(METRICS[m].runtime for m in names if METRICS[m].kind == "latency"))
+
     def baseline_metrics(self) -> tuple[str, ...]:
         """Metrics compared with the baseline: every count and byte metric, and latency ones given a tolerance."""
         return HARD_METRICS + tuple(m for m in METRICS if m not in HARD_METRICS and m in self.tolerance)
