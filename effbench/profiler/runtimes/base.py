@@ -49,6 +49,8 @@ class Workspace:
         folder: A folder for the runtime's files (an exported model), removed after the profile.
         bn_folded: Whether ``model`` has its BatchNorms folded.
         calibration_dir: Where generated calibration frames are cached (None: the system temp folder).
+        calibration: Calibration inputs to use instead of generated ones (each of the example's shape), e.g. frames
+            of the training split a model was trained on.
         cache: What runtimes share, by key (the exported ONNX file, the calibration frames).
     """
 
@@ -57,6 +59,7 @@ class Workspace:
     folder: Path
     bn_folded: bool = True
     calibration_dir: Path | None = None
+    calibration: list[Tensor] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def reference_outputs(self) -> dict[str, Tensor]:

@@ -34,7 +34,10 @@ def is_depth_model(workspace: Workspace) -> bool:
 
 
 def frames(workspace: Workspace, n: int = FRAMES) -> list[Tensor]:
-    """``n`` calibration inputs, each of the example's shape (shared by the runtimes of one workspace)."""
+    """The workspace's own calibration inputs if it has them, else ``n`` made for it (:func:`_make`), each of the
+    example's shape (shared by the runtimes of one workspace)."""
+    if workspace.calibration is not None:
+        return workspace.calibration
     return workspace.shared(f"calibration-{n}", lambda: _make(workspace, n))
 
 
