@@ -7,7 +7,9 @@ first: tracing for export must not leave anything in the model it was given (a c
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -43,13 +45,15 @@ def export(workspace: Workspace, path: Path) -> Path:
     """
     names = list(workspace.reference_outputs())  # also fills the model's caches with real tensors, before tracing
     model = copy.deepcopy(workspace.model)
-    # The exporter logs a warning per missing optional package (torchvision) and warns about lifted constants;
-    # neither concerns the user, and a suite would print them once per model.
-    quiet = logging.getLogger("torch.onnx")
+    # The exporter logs a warning per missing optional package (torchvision), warns about lifted constants, and
+    # prints whole graphs when a model fails to trace; none of it helps the user (the reason is recorded), and a suite
+    # would print it once per model.
+    quiet = logging.getLogger("torch")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (workspace.example,), str(path), dynamo=True, opset_version=OPSET,
                               input_names=[INPUT_NAME], output_names=names, external_data=False, verbose=False,
