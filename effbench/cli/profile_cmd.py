@@ -92,13 +92,14 @@ def run(args: argparse.Namespace) -> int:
     from effbench.measure import profile_target
 
     targets = _targets(args)
-    names = [] if args.no_latency else runtimes_to_time(args.runtime)
+    names = runtimes_to_time(args.runtime)
+    latency = bool(names) and not args.no_latency
     in_suite = bool(args.suite) and len(targets) > 1
     rows: list[dict[str, Any]] = []
     profiles = []
     for target in targets:
         try:
-            prof = profile_target(target, latency=bool(names), peers=not args.no_peers, runtimes=names or ("eager",))
+            prof = profile_target(target, latency=latency, peers=not args.no_peers, runtimes=names or ("eager",))
         except Exception as err:
             # A model failing inside a suite is recorded and the suite goes on; a single model's bad input is a
             # usage error.
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         print(summary_table(rows))
-        if any(name != "eager" for name in names):
+        if latency and any(name != "eager" for name in names):
             reference = _reference(args)
             print(f"\nlatency by runtime (batch 1, median of windows; x ref: the median over {reference}'s under the "
                   "same runtime, same run)" if reference else "\nlatency by runtime (batch 1, median of windows)")
