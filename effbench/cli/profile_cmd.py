@@ -147,13 +147,13 @@ def runtime_table(rows: list[dict[str, Any]], names: list[str], reference: str |
     difference from eager, and why a runtime could not run the model; the roofline under the table."""
     from tabulate import tabulate
 
-    from effbench.profiler.runtimes import key
+    from effbench.results import runtime_suffix
 
     by_model = {r["model"]: r for r in rows if "macs" in r}
     table = []
     for r in by_model.values():
         for name in names:
-            s = "" if name == "eager" else "_" + key(name)
+            s = runtime_suffix(name)
             ms, ref = r.get(f"latency_ms_1t{s}"), (by_model.get(reference) or {}).get(f"latency_ms_1t{s}")
             table.append([
                 r["model"], name, _f(ms, 3), _f(r.get(f"latency_cv_1t{s}"), 2), _f(r.get(f"hz_1t{s}"), 0),

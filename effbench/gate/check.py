@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from effbench.gate.budgets import ModelBudget
-from effbench.gate.metrics import BUDGET_KEYS, LATENCY_RATIO_KEY, METRICS, Metric, suffix
+from effbench.gate.metrics import BUDGET_KEYS, LATENCY_RATIO_KEY, METRICS, Metric
 from effbench.profiler.runtimes import RUNTIMES
+from effbench.results.records import runtime_suffix as suffix
 
 Row = Mapping[str, Any]
 

@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from effbench.profiler.runtimes import RUNTIMES, key as runtime_key
+from effbench.profiler.runtimes import RUNTIMES
+from effbench.results.records import runtime_suffix as suffix
 
 Row = Mapping[str, Any]
 
@@ -84,11 +85,6 @@ def _metric(name: str, keys: tuple[str, ...], scale: float, unit: str, kind: str
             digits: int = 0, runtime: str | None = None) -> Metric:
     get = _scaled(keys[0], scale) if len(keys) == 1 else _sum_scaled(keys, scale)
     return Metric(name, get, unit, kind, better, digits, keys, runtime)  # type: ignore[arg-type]
-
-
-def suffix(runtime: str) -> str:
-    """The suffix of a runtime's metrics, budget keys and row keys: none for eager PyTorch, ``_ort`` for ``ort``."""
-    return "" if runtime == "eager" else "_" + runtime_key(runtime)
 
 
 #: Latency ratios are computed by the gate (they need the reference row); rows carry them under this key (eager),

@@ -21,6 +21,7 @@ from effbench.profiler import counting, latency as latency_mod, memory, peers as
 from effbench.profiler import trace as trace_mod
 from effbench.profiler.latency import Stats, TimingConfig
 from effbench.profiler.runtimes import RuntimeLatency
+from effbench.results.records import runtime_suffix
 
 __all__ = ["ModuleRow", "OpRow", "Profile", "RuntimeLatency", "Stats", "TimingConfig", "UnsupportedOpWarning",
            "profile"]
@@ -118,7 +119,7 @@ class Profile:
         return peers_mod.explain(self.by_type(), self.peers)
 
     def as_dict(self) -> dict[str, Any]:
-        """One flat row (keys in the contract; eager's latency keys None when latency was not measured).
+        """One flat row, in base units (counts, bytes, ms, Hz); eager's latency keys None when it was not timed.
 
         Eager PyTorch's latency keys have no suffix (``latency_ms_1t``, ``hz_1t``), as before runtimes existed; every
         other runtime's carry its name (``latency_ms_1t_ort``, ``hz_1t_ort_int8``, ``file_bytes_ort``), and appear
@@ -155,7 +156,7 @@ class Profile:
         if self.runtimes:
             row["roofline_gmacs_1t"] = self.roofline_gmacs
             for name, result in self.runtimes.items():
-                suffix = "" if name == "eager" else "_" + rt_mod.key(name)
+                suffix = runtime_suffix(name)
                 if suffix:
                     row.update(_timing_keys(result, suffix))
                 row.update(self._rate_keys(result, suffix))

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from effbench.report.tables import COST_COLUMNS, is_missing
-from effbench.results import Store
+from effbench.results import Store, runtime_suffix as suffix
 
 #: The runtime the report uses when the manifest names none (the profiler's default deployment runtime).
 DEFAULT_RUNTIME = "ort"
@@ -29,12 +29,6 @@ RUNTIME_TITLES: dict[str, str] = {
     "executorch": "ExecuTorch, XNNPACK fp32",
     "executorch-int8": "ExecuTorch, XNNPACK int8",
 }
-
-
-def suffix(runtime: str) -> str:
-    """The suffix of a runtime's keys in a profile row (as the profiler writes them): ``ort-int8`` -> ``_ort_int8``;
-    eager PyTorch's keys have none."""
-    return "" if runtime == "eager" else "_" + runtime.replace("-", "_")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from effbench.profiler.runtimes.ort_int8 import OrtInt8Runtime
 os.environ.setdefault(TELEMETRY_ENV, "1")
 
 __all__ = ["DEFAULT", "DEPLOYMENT", "RUNTIMES", "Prepared", "Runtime", "RuntimeFailure", "RuntimeLatency",
-           "Workspace", "flat_outputs", "get", "key", "measure", "parse"]  # fmt: skip
+           "Workspace", "flat_outputs", "get", "measure", "parse"]  # fmt: skip
 
 #: Every runtime by name, in the order tables show them.
 RUNTIMES: dict[str, Runtime] = {
@@ -49,11 +49,6 @@ RUNTIMES: dict[str, Runtime] = {
 DEFAULT: tuple[str, ...] = ("eager", "ort", "ort-int8")
 #: The runtime the report's latency columns and plot use unless a suite says otherwise.
 DEPLOYMENT = "ort"
-
-
-def key(name: str) -> str:
-    """The suffix of a runtime's keys in a flat row: ``ort-int8`` -> ``ort_int8``."""
-    return name.replace("-", "_")
 
 
 def get(name: str) -> Runtime:
