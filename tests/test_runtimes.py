@@ -176,3 +176,23 @@ def test_nothing_written_outside_the_temp_dir(tmp_path):
     assert not list(home.rglob("*")), f"written under home: {list(home.rglob('*'))}"
     assert not list(work.iterdir())
     assert [p.name for p in tmp.iterdir()] == ["effbench-calibration"]  # the exports' folder is gone too
+
+
+@pytest.mark.slow
+def test_executorch_fp32_and_int8_on_one_thread(tmp_path):
+    """The optional ExecuTorch runtimes (``pip install -e ".[executorch]"``): XNNPACK's outputs equal eager's, int8
+    halves the program, and its thread pool is timed on 1 thread only."""
+    why = rt.get("executorch").missing()
+    if why is not None:
+        pytest.skip(why)
+    torch.manual_seed(0)
+    model = _trained_like(create_model("tiny_hand").deployable())
+    x = _input((1, 1, 120, 160))
+    net, folded = deployed_copy(model)
+    results = rt.measure(net, x, ["executorch", "executorch-int8"], threads=2, timing=FAST, bn_folded=folded,
+                         calibration_dir=tmp_path)  # fmt: skip
+    fp32, int8 = results["executorch"], results["executorch-int8"]
+    assert fp32.error is None and int8.error is None, (fp32.error, int8.error)
+    assert fp32.max_diff < 1e-3 and fp32.version.startswith("executorch ")
+    assert fp32.latency_1t.median > 0 and fp32.latency_mt is None and fp32.threads_mt is None
+    assert int8.file_bytes < 0.7 * fp32.file_bytes

@@ -12,8 +12,8 @@ Runtimes by name:
 - ``ort``: ONNX Runtime fp32 (dynamo export, opset 20, every graph optimisation on): the default deployment
   runtime.
 - ``ort-int8``: ONNX Runtime on the static int8 (QDQ, per-channel) model, the head in fp32.
-- ``executorch``, ``executorch-int8``: ExecuTorch with the XNNPACK backend, fp32 and int8 (an optional extra:
-  ``pip install -e ".[executorch]"``).
+- ``executorch``, ``executorch-int8``: ExecuTorch with the XNNPACK backend, fp32 and int8, on 1 thread (an
+  optional extra: ``pip install -e ".[executorch]"``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from effbench.errors import UsageError, closest, error_text
 from effbench.profiler.latency import Stats, TimingConfig, time_fn
 from effbench.profiler.runtimes.base import Prepared, Runtime, RuntimeFailure, Workspace, flat_outputs
 from effbench.profiler.runtimes.eager import EagerRuntime
+from effbench.profiler.runtimes.executorch import ExecuTorchInt8Runtime, ExecuTorchRuntime
 from effbench.profiler.runtimes.ort import TELEMETRY_ENV, OrtRuntime
 from effbench.profiler.runtimes.ort_int8 import OrtInt8Runtime
 
@@ -43,7 +44,7 @@ __all__ = ["DEFAULT", "DEPLOYMENT", "RUNTIMES", "Prepared", "Runtime", "RuntimeF
 #: Every runtime by name, in the order tables show them.
 RUNTIMES: dict[str, Runtime] = {
     rt.name: rt
-    for rt in (EagerRuntime(), OrtRuntime(), OrtInt8Runtime())
+    for rt in (EagerRuntime(), OrtRuntime(), OrtInt8Runtime(), ExecuTorchRuntime(), ExecuTorchInt8Runtime())
 }
 #: What ``bench.py profile`` times when not told: the runtimes a plain install has.
 DEFAULT: tuple[str, ...] = ("eager", "ort", "ort-int8")
@@ -148,7 +149,7 @@ def _measure_one(runtime: Runtime, ws: Workspace, threads: int, timing: TimingCo
         result.file_bytes, result.bn_folded = prepared.file_bytes, prepared.bn_folded
         if runtime.name != "eager":
             result.max_diff = max_difference(prepared.run(ws.example), ws.reference_outputs())
-        for n in dict.fromkeys((1, threads)):
+        for n in prepared.thread_counts(threads):
             with prepared.runner(ws.example, n) as call:
                 stats = time_fn(call, timing)
             if n == 1:

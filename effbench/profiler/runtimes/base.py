@@ -94,6 +94,10 @@ class Prepared(abc.ABC):
     file_bytes: int | None = None
     bn_folded: bool | None = None
 
+    def thread_counts(self, threads: int) -> tuple[int, ...]:
+        """The thread settings it is timed on, given the "all threads" setting: 1 and ``threads``."""
+        return tuple(dict.fromkeys((1, threads)))
+
     @abc.abstractmethod
     def runner(self, x: Tensor, threads: int) -> contextlib.AbstractContextManager[Callable[[], Any]]:
         """A context giving a function that runs one inference on ``x`` with ``threads`` threads, for the timed loop
