@@ -384,13 +384,9 @@ def _profile_models(
     with a line); a failure is recorded and the next model goes on."""
     from effbench.profiler import runtimes
 
-    names = []
-    for name in plan.runtimes:
-        why = runtimes.get(name).missing()
-        if why is None:
-            names.append(name)
-        else:
-            bar.bar.write(f"runtime {name} skipped: {why}")
+    names, skipped = runtimes.available(plan.runtimes)
+    for line in skipped:
+        bar.bar.write(line)
     profiles = {}
     for name in plan.models:
         bar.stage(f"profile {name}")

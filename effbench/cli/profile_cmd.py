@@ -60,14 +60,9 @@ def runtimes_to_time(text: str) -> list[str]:
     """
     from effbench.profiler import runtimes
 
-    names = runtimes.parse(text)
-    usable = []
-    for name in names:
-        why = runtimes.get(name).missing()
-        if why is None:
-            usable.append(name)
-        else:
-            print(f"effbench: runtime {name} skipped: {why}", file=sys.stderr)
+    usable, skipped = runtimes.available(runtimes.parse(text))
+    for line in skipped:
+        print(f"effbench: {line}", file=sys.stderr)
     return usable
 
 

@@ -16,7 +16,6 @@ from effbench import measure
 from effbench.errors import UsageError, error_text
 from effbench.gate.baseline import read_baseline, write_baseline
 from effbench.gate.budgets import Budgets, ModelBudget, find_budgets_file, load_budgets
-from effbench.gate.metrics import BUDGET_KEYS
 from effbench.gate.check import GateResult, add_latency_ratios, check
 from effbench.gate.metrics import BASELINE_ROW_KEYS, LATENCY_MS_KEYS, METRICS
 from effbench.profiler import runtimes as rt
@@ -71,11 +70,6 @@ def baseline_row(row: dict[str, Any], budget: ModelBudget) -> dict[str, Any]:
         if row.get(key) is not None and (keep_latency or key not in latency_keys):
             out[key] = row[key]
     return out
-
-
-def _latency_metrics(budget: ModelBudget) -> list[str]:
-    names = [BUDGET_KEYS[k][0] for k in budget.limits] + list(budget.tolerance)
-    return [m for m in names if METRICS[m].kind == "latency"]
 
 
 def runtime_versions() -> dict[str, str]:
@@ -137,24 +131,17 @@ def run_gate(
     if explicit_baseline and not update_baseline and not baseline_path.is_file():
         read_baseline(baseline_path)  # raises the "does not exist" usage error
 
-    needs_ratio = latency and any(METRICS[m].name.startswith("latency_ratio_1t")
-                                  for b in model_budgets for m in _latency_metrics(b))
+    needs_ratio = latency and any(m.startswith("latency_ratio_1t") for b in model_budgets for m in b.latency_metrics())
     if needs_ratio and budgets.reference is None:
         raise UsageError(f"{budgets.path}: max_latency_ratio needs `reference = \"MODEL\"` in the budgets table")
     to_profile = list(order)
     if needs_ratio and budgets.reference not in to_profile:
         to_profile.append(budgets.reference)
 
-    notes: list[str] = []
     # Every model is timed under every runtime some budget names, in one run, so that ratios compare like with like.
     wanted = [r for r in rt.RUNTIMES if any(r in b.runtimes() for b in model_budgets)] or ["eager"]
-    runtimes = []
-    for name in wanted:
-        why = rt.get(name).missing()
-        if why is None:
-            runtimes.append(name)
-        else:
-            notes.append(f"runtime {name} not installed ({why}): its latency budgets were not checked")
+    runtimes, skipped = rt.available(wanted)
+    notes = [f"{line}: its latency budgets were not checked" for line in skipped]
     rows: dict[str, dict[str, Any]] = {}
     for name in to_profile:
         wants_latency = latency and (

@@ -39,7 +39,7 @@ from effbench.profiler.runtimes.ort_int8 import OrtInt8Runtime
 os.environ.setdefault(TELEMETRY_ENV, "1")
 
 __all__ = ["DEFAULT", "DEPLOYMENT", "RUNTIMES", "Prepared", "Runtime", "RuntimeFailure", "RuntimeLatency",
-           "Workspace", "flat_outputs", "get", "measure", "parse"]  # fmt: skip
+           "Workspace", "available", "flat_outputs", "get", "measure", "parse"]  # fmt: skip
 
 #: Every runtime by name, in the order tables show them.
 RUNTIMES: dict[str, Runtime] = {
@@ -73,6 +73,19 @@ def parse(text: str) -> list[str]:
     if not names:
         raise UsageError(f"--runtime {text!r} names no runtime; valid: {', '.join(RUNTIMES)}")
     return [get(n).name for n in dict.fromkeys(names)]
+
+
+def available(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The runtimes of ``names`` that can run here, and one line for each that cannot (``runtime executorch
+    skipped: executorch is not installed (...)``), for the caller to print or note."""
+    usable, skipped = [], []
+    for name in names:
+        why = get(name).missing()
+        if why is None:
+            usable.append(name)
+        else:
+            skipped.append(f"runtime {name} skipped: {why}")
+    return usable, skipped
 
 
 @dataclass
