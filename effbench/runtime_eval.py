@@ -79,7 +79,7 @@ def evaluate_runtimes(
     with tempfile.TemporaryDirectory(prefix="effbench-eval-") as folder:
         ws = rt.Workspace(net, split["depth"][:1], Path(folder), calibration=frames,
                           calibration_dir=Path(calibration_dir) if calibration_dir is not None else None)
-        for name in rt.parse(",".join(runtimes)):
+        for name in rt.parse(runtimes):
             runtime = rt.get(name)
             why = runtime.missing()
             if why is not None:

@@ -86,7 +86,7 @@ def suite_runtimes(suite: Suite) -> tuple[list[str], str]:
     """
     from effbench.profiler import runtimes
 
-    names = runtimes.parse(",".join(suite.settings.get("runtimes") or runtimes.DEFAULT))
+    names = runtimes.parse(suite.settings.get("runtimes") or runtimes.DEFAULT)
     deployment = suite.settings.get("deployment_runtime", runtimes.DEPLOYMENT)
     if deployment not in names:
         raise UsageError(f"suite {suite.name!r}: deployment_runtime {deployment!r} is not one of its runtimes "

@@ -158,9 +158,14 @@ def runtime_table(rows: list[dict[str, Any]], names: list[str], reference: str |
             ])  # fmt: skip
     headers = ["model", "runtime", "ms 1t", "CV 1t", "Hz 1t", "x ref", "ms mt", "GMAC/s 1t", "% roofline", "file KB",
                "max diff", "error"]  # fmt: skip
+    from effbench.provenance import describe_machine, machine
+
+    versions = {r.get(f"runtime_version{runtime_suffix(n)}") for r in by_model.values() for n in names} - {None}
+    note = f"\nmachine: {describe_machine(machine())}; runtimes: {', '.join(sorted(versions))}."
     roof = next((r.get("roofline_gmacs_1t") for r in by_model.values() if r.get("roofline_gmacs_1t")), None)
-    note = "" if roof is None else (f"\nGEMM roofline of this core, this run: {roof:.1f} GMAC/s (fp32 matmul, 1 thread). "
-                                    "max diff: largest |output - eager output| on the timed input.")
+    if roof is not None:
+        note += (f" GEMM roofline of this core, this run: {roof:.1f} GMAC/s (fp32 matmul, 1 thread). max diff: "
+                 "largest |output - eager output| on the timed input.")
     return tabulate(table, headers=headers, disable_numparse=True) + note
 
 

@@ -316,7 +316,7 @@ def profile(
         if peers:
             result.peers = peers_mod.peer_counts(model, x)
         if latency:
-            names = rt_mod.parse(",".join(runtimes))
+            names = rt_mod.parse(runtimes)
             deployed, folded = latency_mod.deployed_copy(model)
             result.roofline_gmacs = roofline.roofline_gmacs(1)
             result.runtimes = rt_mod.measure(deployed, x, names, threads=threads or torch.get_num_threads(),

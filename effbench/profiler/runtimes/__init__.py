@@ -63,13 +63,14 @@ def get(name: str) -> Runtime:
     return RUNTIMES[name]
 
 
-def parse(text: str) -> list[str]:
-    """``"eager,ort"`` -> ``["eager", "ort"]``, each checked, repeats dropped.
+def parse(text: str | Sequence[str]) -> list[str]:
+    """``"eager,ort"`` (or ``["eager", "ort"]``) -> ``["eager", "ort"]``, each checked, repeats dropped.
 
     Raises:
         UsageError: An unknown name (with the valid ones), or none at all.
     """
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    parts = text.split(",") if isinstance(text, str) else text
+    names = [n.strip() for n in parts if n.strip()]
     if not names:
         raise UsageError(f"--runtime {text!r} names no runtime; valid: {', '.join(RUNTIMES)}")
     return [get(n).name for n in dict.fromkeys(names)]
