@@ -120,7 +120,9 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register_model(input_shape=(1, 3, 224, 224), params=3_504_872, macs=300_774_272, tags=("reference",))
+@register_model(
+    input_shape=(1, 3, 224, 224), params=3_504_872, macs=300_774_272, tags=("reference",), profile_only=True
+)
 def mobilenet_v2_100_imagenet(**kwargs) -> MobileNetV2Classifier:
     """MobileNetV2 1.0 for 1000-class ImageNet at 224x224: the published reference for counter checks."""
     return MobileNetV2Classifier(width=1.0, **kwargs)

@@ -70,7 +70,9 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-@register_model(input_shape=(1, 3, 224, 224), params=11_689_512, macs=1_814_073_344, tags=("reference",))
+@register_model(
+    input_shape=(1, 3, 224, 224), params=11_689_512, macs=1_814_073_344, tags=("reference",), profile_only=True
+)
 def resnet18_imagenet(**kwargs) -> ResNet:
     """ResNet-18 for 1000-class ImageNet at 224x224: the published reference for counter checks."""
     return ResNet((2, 2, 2, 2), **kwargs)

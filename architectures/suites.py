@@ -13,6 +13,16 @@ register_suite(
 
 register_suite(
     Suite(
+        name="tinyml",
+        patterns=("resnet8_cifar10", "ds_cnn_kws", "mobilenet_v1_025_vww", "fc_autoencoder_ad"),
+        doc="MLPerf Tiny's reference models (profile-only: image classification, keyword spotting, visual wake "
+        "words, anomaly detection)",
+        # No reference model: four tasks with four inputs, so ratios between them would compare nothing.
+    )
+)
+
+register_suite(
+    Suite(
         name="embedded",
         patterns=("tiny_hand*", "mobilenet_v2_100", "mobilenet_v2_075", "mobilenet_v2_050", "mobilenet_v2_035"),
         reference="mobilenet_v2_100",

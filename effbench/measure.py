@@ -92,10 +92,13 @@ def _is_path(where: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
 
+def _on_sys_path(folder: Path) -> None:
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
 def _import_module(spec: str, name: str) -> Any:
-    cwd = str(Path.cwd())
-    if "" not in sys.path and cwd not in sys.path:  # `python bench.py` puts the script's folder there, not the cwd
-        sys.path.insert(0, cwd)
+    _on_sys_path(Path.cwd())  # as `python -m` does; `python bench.py` puts the script's folder there instead
     try:
         return importlib.import_module(name)
     except Exception as err:  # ImportError, or the module raising while it imports
@@ -109,9 +112,7 @@ def _import_file(spec: str, path: Path) -> Any:
         raise UsageError(f"--module {spec!r}: no file {str(path)!r} (from {Path.cwd()})")
     # Imported as a module named after the file, its folder on sys.path, as `python path/to/file.py` would run it:
     # so its own imports of neighbouring files work.
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    _on_sys_path(path.resolve().parent)
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[path.stem] = module  # dataclasses and pickling look a class's module up there
@@ -123,22 +124,19 @@ def _import_file(spec: str, path: Path) -> Any:
     return module
 
 
-def deployable(model: Any, name: str) -> Any:
-    """``model.deployable()`` when the model has one, else the model itself.
+def build_deployable(target: Target) -> Any:
+    """Build the target and return its deployable form: ``model.deployable()`` when it has one, else the model.
 
     Raises:
-        UsageError: If ``model`` is not an ``nn.Module`` (a factory that returns something else).
+        UsageError: If the factory returns something other than an ``nn.Module``. An error of the model's own code
+            propagates as it is.
     """
     from torch import nn
 
+    model = target.build()
     if not isinstance(model, nn.Module):
-        raise UsageError(f"{name}: the factory returned a {type(model).__name__}, not an nn.Module")
+        raise UsageError(f"{target.name}: the factory returned a {type(model).__name__}, not an nn.Module")
     return model.deployable() if callable(getattr(model, "deployable", None)) else model
-
-
-def build_deployable(target: Target) -> Any:
-    """Build the target and return its deployable form (any error from the model's own code propagates)."""
-    return deployable(target.build(), target.name)
 
 
 def profile_target(target: Target, **options: Any) -> Any:

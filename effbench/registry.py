@@ -9,6 +9,25 @@ A model is added by one decorated builder in one file of ``architectures/``::
 
 The builder's name is exactly what the CLI takes. ``params``/``macs`` are the expected figures of the
 *deployable* form at ``input_shape`` (batch included); a test rebuilds every model and compares.
+
+Two kinds of model:
+
+* **Trainable** (the default): a hand-pose network that the train stage and the suites train. It has this
+  interface (``architectures.hand_pose.HandPoseNet`` is one way to provide it):
+
+  - ``forward(depth)`` takes a depth frame ``(B, 1, H, W)`` in millimetres and, in training mode, returns a dict
+    with ``"keypoints"`` ``(B, K, 2)`` (x, y in input pixels), ``"heatmaps"`` ``(B, K, H/4, W/4)`` logits, and the
+    auxiliary outputs ``"seg"`` ``(B, 1, h, w)`` hand-mask logits, ``"visibility"`` ``(B, K)`` logits,
+    ``"keypose"`` ``(B, NUM_KEYPOSES)`` logits and ``"handedness"`` ``(B, 1)`` logit
+    (K and NUM_KEYPOSES from ``effbench.data.skeleton``);
+  - ``deployable()`` returns the deployed network: a module that shares the model's weights (not a copy), holds
+    no auxiliary parameter, and returns only ``"keypoints"`` and ``"heatmaps"``. It is what is profiled, gated,
+    and trained when auxiliary tasks are off; the auxiliary heads' parameters sit in the model's ``aux``.
+
+* **Profile-only** (``profile_only=True``): any ``nn.Module`` that takes one tensor of ``input_shape``: reference
+  networks of other tasks (ImageNet classifiers, MLPerf Tiny's models). ``bench.py list`` marks them; they are
+  profiled, reported and gated like any model (in their ``deployable()`` form if they have one), and never
+  trained: training one is a usage error, and training suites leave them out of their runs.
 """
 
 from __future__ import annotations
@@ -38,6 +57,7 @@ class ModelInfo:
     macs: int | None = None  # expected MACs of the deployable form at input_shape
     tags: tuple[str, ...] = ()
     doc: str = ""
+    profile_only: bool = False  # not a trainable hand-pose model: profiled and gated, never trained
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,10 @@ class Suite:
             names += [n for n in matched if n not in names]
         return names
 
+    def trainable_models(self) -> list[str]:
+        """The suite's models that its training runs cover: all but the profile-only ones."""
+        return [n for n in self.models() if not model_info(n).profile_only]
+
 
 _models: dict[str, ModelInfo] = {}
 _suites: dict[str, Suite] = {}
@@ -80,8 +104,18 @@ def register_model(
     params: int | None = None,
     macs: int | None = None,
     tags: tuple[str, ...] = (),
+    profile_only: bool = False,
 ) -> Any:
     """Register a model builder under its function name; usable bare or with metadata keywords.
+
+    Args:
+        fn: The builder, when used bare (``@register_model``).
+        input_shape: The input the model is profiled at, batch included.
+        params: Expected parameters of the deployable form (checked by a test).
+        macs: Expected MACs of the deployable form at ``input_shape`` (checked by a test).
+        tags: Free labels, e.g. ``("reference",)``.
+        profile_only: The model is not a trainable hand-pose network (module docstring): profile and gate it,
+            never train it.
 
     Raises:
         ValueError: If the name is already registered.
@@ -92,7 +126,7 @@ def register_model(
         if name in _models:
             raise ValueError(f"model {name!r} is registered twice")
         doc = (builder.__doc__ or "").strip()
-        _models[name] = ModelInfo(name, builder, tuple(input_shape), params, macs, tuple(tags), doc)
+        _models[name] = ModelInfo(name, builder, tuple(input_shape), params, macs, tuple(tags), doc, profile_only)
         return builder
 
     return decorate(fn) if fn is not None else decorate
@@ -131,6 +165,22 @@ def model_info(name: str) -> ModelInfo:
     if name not in _models:
         raise UsageError(f"unknown model {name!r}; {closest(name, _models)}")
     return _models[name]
+
+
+def trainable_info(name: str) -> ModelInfo:
+    """The registry entry of ``name``, which must be a trainable model.
+
+    Raises:
+        UsageError: If no model has that name, or it is registered profile-only.
+    """
+    info = model_info(name)
+    if info.profile_only:
+        trainable = [n for n in list_models() if not _models[n].profile_only]
+        raise UsageError(
+            f"model {name!r} is profile-only (not a hand-pose network): it can be profiled and gated, not trained; "
+            f"trainable models: {', '.join(trainable)}"
+        )
+    return info
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -142,7 +142,7 @@ def plan_suite(
     models = suite.models()
     runtimes, deployment = suite_runtimes(suite)
     plan = SuitePlan(suite, budget, models, base, {}, device=device, runtimes=runtimes, deployment_runtime=deployment)
-    for name in models:
+    for name in suite.trainable_models():  # profile-only models are profiled and reported, not trained
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
         values = train_values(suite, budget, name)

@@ -6,14 +6,6 @@ import torch
 from effbench import evaluate as ev
 
 
-def test_end_point_error_by_hand():
-    pred = torch.tensor([[[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]])
-    target = torch.zeros(1, 3, 2)
-    # distances 0, 5, sqrt(2); the third is not valid -> mean(0, 5) = 2.5
-    assert ev.end_point_error(pred, target, torch.tensor([[1, 1, 0]])) == pytest.approx(2.5)
-    assert ev.end_point_error(pred, target, torch.zeros(1, 3)) is None
-
-
 def test_pck_by_hand():
     dist = torch.tensor([[1.0, 2.0, 4.9, 5.0, 12.0]])
     valid = torch.ones(1, 5, dtype=torch.bool)
@@ -78,6 +70,22 @@ def test_keypoint_metrics_vis_and_all():
     assert m["err3d_mm"] == pytest.approx(25.0)
     assert m["err3d_mm_vis"] == pytest.approx(40.0)
     assert m["auc_pck3d_20_50"] == pytest.approx(((50 - 40) / 30 + 1.0) / 2)
+    assert m["err25_mm"] is None and m["lift_err3d_mm"] is None  # no lifted labels given
+
+
+def test_keypoint_metrics_separate_the_network_from_the_lift():
+    # The true joints at the origin; the lift of the true 2D keypoints reads 12 mm (first) and 5 mm (second) off
+    # them; the lifted predictions sit 3-4-0 (5 mm) and 0-0-8 (8 mm) from the lifted labels.
+    joints = torch.zeros(1, 2, 3)
+    lifted_labels = torch.tensor([[[0.0, 0.0, 12.0], [0.0, 5.0, 0.0]]])
+    pred_3d = lifted_labels + torch.tensor([[[3.0, 4.0, 0.0], [0.0, 0.0, 8.0]]])
+    m = ev.keypoint_metrics(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), pred_3d, joints, torch.tensor([[1.0, 0.0]]),
+                            torch.ones(1, 2), lifted_labels)
+    assert m["err25_mm"] == pytest.approx((5.0 + 8.0) / 2)
+    assert m["err25_mm_vis"] == pytest.approx(5.0)
+    assert m["lift_err3d_mm"] == pytest.approx((12.0 + 5.0) / 2)
+    # end to end: |(3, 4, 12)| = 13 and |(0, 5, 8)| = sqrt(89)
+    assert m["err3d_mm"] == pytest.approx((13.0 + 89**0.5) / 2)
 
 
 def test_evaluate_masks_no_hand_frames_and_outside_keypoints():
@@ -120,6 +128,8 @@ def test_evaluate_masks_no_hand_frames_and_outside_keypoints():
     assert m["keypose_acc"] == 1.0 and m["handedness_acc"] == 1.0
     # 3D: lifted at depth 500 mm vs joints at the origin: every point ~500 mm away.
     assert m["err3d_mm"] > 490 and m["auc_pck3d_20_50"] == 0.0
+    # 2.5D: prediction and label 1 px apart at 500 mm with fx 100: 5 mm; the lift floor is the same ~500 mm.
+    assert m["err25_mm"] == pytest.approx(5.0) and m["lift_err3d_mm"] > 490
     assert tuple(m) == ev.METRIC_KEYS
     no_aux = ev.evaluate(Stub(), split, aux=False)
     assert all(no_aux[key] is None for key in ev.AUX_METRIC_KEYS)

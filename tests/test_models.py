@@ -1,7 +1,9 @@
-"""Every registered hand-pose model: interface, both forms, gradients, registry metadata; tiny_hand's budget.
+"""Every registered hand-pose model: interface, both forms, gradients; tiny_hand's budget.
 
-Parametrized over the registry (timm's tests/test_models.py), so a new model is tested without anyone adding it.
-The expected params/MACs sit next to each builder (STYLE.md item 3); here every model is rebuilt and profiled.
+Parametrized over the registry (timm's tests/test_models.py), so a new model is tested without anyone adding it;
+profile-only models (not hand-pose networks, see effbench.registry) are listed as skipped, with the reason.
+The expected params/MACs sit next to each builder (as torchvision keeps them in its weights metadata); tests/test_counter_coverage.py rebuilds and
+profiles every registered model against them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ import torch
 import effbench
 from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
 from effbench.registry import create_model, list_models, model_info
+from profile_helpers import deployed_profile
 
-HAND_POSE_MODELS = [n for n in list_models() if "reference" not in model_info(n).tags]
+HAND_POSE_MODELS = [n for n in list_models() if not model_info(n).profile_only]
 AUX_KEYS = {"seg", "visibility", "keypose", "handedness"}
+#: Every registered model; the profile-only ones skip the hand-pose tests, saying why.
+ALL_MODELS = [
+    n if n in HAND_POSE_MODELS else pytest.param(n, marks=pytest.mark.skip(
+        reason=f"{n} is profile-only (not a hand-pose network): profiled and gated, not trained; "
+        "tests/test_counter_coverage.py checks its figures"))
+    for n in list_models()
+]  # fmt: skip
 
 
 def _small_shape(name: str) -> tuple[int, int, int, int]:
@@ -33,12 +43,7 @@ def _depth(shape: tuple[int, ...]) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def profiles() -> dict[str, effbench.profiler.Profile]:
     """Deployable-form profile (no latency) of every hand-pose model and of the reference, computed once."""
-    out = {}
-    for name in HAND_POSE_MODELS:
-        info = model_info(name)
-        torch.manual_seed(0)
-        out[name] = effbench.profile(create_model(name).deployable(), info.input_shape, latency=False, peers=False)
-    return out
+    return {name: deployed_profile(name) for name in HAND_POSE_MODELS}
 
 
 def test_hand_pose_models_registered():
@@ -46,7 +51,7 @@ def test_hand_pose_models_registered():
     assert "mobilenet_v2_100_imagenet" not in HAND_POSE_MODELS
 
 
-@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_both_forms_shapes_and_finite(name: str):
     shape = _small_shape(name)
     _, _, h, w = shape
@@ -76,7 +81,7 @@ def test_both_forms_shapes_and_finite(name: str):
     assert (kp[..., 1] >= 0).all() and (kp[..., 1] <= h - 1).all()
 
 
-@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_deployable_has_no_auxiliary_parameters(name: str):
     model = create_model(name)
     deploy = model.deployable()
@@ -89,7 +94,7 @@ def test_deployable_has_no_auxiliary_parameters(name: str):
     assert sum(p.numel() for p in deploy.parameters()) == model_info(name).params
 
 
-@pytest.mark.parametrize("name", HAND_POSE_MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_gradients_reach_every_parameter(name: str):
     torch.manual_seed(0)
     model = create_model(name).train()
@@ -101,14 +106,6 @@ def test_gradients_reach_every_parameter(name: str):
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} gets no gradient"
         assert p.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
-
-
-@pytest.mark.parametrize("name", HAND_POSE_MODELS)
-def test_registry_metadata_matches_rebuild(name: str, profiles):
-    info = model_info(name)
-    assert info.params is not None and info.macs is not None, f"{name} registers no params/macs"
-    assert (profiles[name].params, profiles[name].macs) == (info.params, info.macs)
-    assert not profiles[name].unsupported_ops, "every op of the deployed graph has a counting rule"
 
 
 def test_tiny_hand_within_targets(profiles):

@@ -17,21 +17,6 @@ from effbench.train import TrainConfig, run, run_many
 SMALL = {"height": 48, "width": 64}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: two OpenMP threads contending with other processes are many times
-    # slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data-cache"))
-
-
 def small(cache, **kw) -> TrainConfig:
     values = dict(
         model="tiny_hand", steps=20, batch_size=8, lr=1e-2, warmup_steps=5, train_size=16, val_size=8, test_size=8,

@@ -1,4 +1,4 @@
-"""``bench.py list``: registered models (with their expected size) and suites."""
+"""``bench.py list``: registered models (with their expected size, and whether they train) and suites."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in registry.list_models(args.pattern):
         info = registry.model_info(name)
-        rows.append([name, "x".join(map(str, info.input_shape)), info.params, info.macs, info.doc.split("\n")[0]])
-    print(tabulate(rows, headers=["model", "input", "params", "MACs", "description"], intfmt=","))
+        kind = "profile-only" if info.profile_only else "trainable"
+        rows.append([name, "x".join(map(str, info.input_shape)), info.params, info.macs, kind, info.doc.split("\n")[0]])
+    print(tabulate(rows, headers=["model", "input", "params", "MACs", "kind", "description"], intfmt=","))
     print()
     suites = [registry.get_suite(s) for s in registry.list_suites()]
     print(tabulate([[s.name, ", ".join(s.models()), s.doc] for s in suites], headers=["suite", "models", "about"]))

@@ -126,7 +126,7 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
         if args.budget not in budgets:
             raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
     configs = []
-    for name in suite.models() if suite is not None else [args.model]:
+    for name in suite.trainable_models() if suite is not None else [args.model]:
         # The same per-model resolution as `bench.py run` (budget, per-model overrides, data at the model's input
         # size), so that `train --suite` and `run --suite` name the same runs.
         base = train_values(suite, args.budget, name) if suite is not None else {}

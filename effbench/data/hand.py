@@ -56,7 +56,6 @@ LIMITS_DEG = (
 )
 
 _FIST = (85.0, 0.0, 100.0, 60.0)
-_STRAIGHT = (0.0, 0.0, 3.0, 3.0)
 _THUMB_TUCKED = (40.0, 5.0, 35.0, 40.0)
 #: Thumb of Ok and Pinch: solved (gradient descent on the forward kinematics of the average hand) so that the thumb
 #: tip touches the index tip of those poses, i.e. the tips are one radius sum (7.5 + 9 mm) apart; a test checks it.
@@ -247,9 +246,15 @@ def sample_hands(
     """Sample ``n`` hands as an egocentric camera sees them.
 
     The palm's centre is placed 200-700 mm away at a pixel in the lower two thirds of the frame more often than
-    not; the hand points up and away in the image (so the forearm enters from the bottom edge) with a spread
-    that sometimes brings it in from a side; the back of the hand faces the camera more often than the palm.
-    Keyposes are uniform over the 9 classes (NoPose included).
+    not; the back of the hand faces the camera more often than the palm. Keyposes are uniform over the 9 classes
+    (NoPose included).
+
+    Where the arm comes from follows the body, as a head-worn camera sees it: a right hand's forearm reaches in
+    from its shoulder, so it enters from the bottom edge right of the hand (the hand points up and to the left,
+    in-plane angle about -25 deg) or, for a quarter of the hands, from the right edge; a right hand's palm
+    centre lies in the right 70% of the frame more often. A left hand is the mirror image. This is the cue that
+    tells the hands apart on a real headset: a left and a right hand are mirror images of each other, so the
+    hand's own shape does not (a right palm seen from the front is a left hand seen from the back).
     """
     fx, fy, cx, cy = intrinsics
     h, w = size
@@ -276,9 +281,12 @@ def sample_hands(
 
     # Orientation: forward = up in the image (-y) tipped away from the camera, rotated in the image plane mostly
     # a little, sometimes a lot (entering from a side); the dorsal side faces the camera, rolled about forward.
+    # In-plane angle of "forward" (0: straight up, positive: towards the right) for a right hand; mirrored (sign
+    # flipped) for a left one. The marginal over both hands spans what the old symmetric draw did (+-110 deg).
     side = torch.rand(n, generator=g) < 0.25
-    img_angle = torch.where(
-        side, _uniform(n, -110.0, 110.0, g), torch.randn(n, generator=g) * 25.0
+    sign = torch.where(handedness == 1, 1.0, -1.0)
+    img_angle = sign * torch.where(
+        side, _uniform(n, -110.0, -40.0, g), -25.0 + torch.randn(n, generator=g) * 20.0
     ) * _DEG
     elev = _uniform(n, -15.0, 55.0, g) * _DEG
     forward = torch.stack(
@@ -293,7 +301,7 @@ def sample_hands(
 
     # Position: the palm centre at a sampled pixel and depth.
     z = z_range[0] + (z_range[1] - z_range[0]) * torch.rand(n, generator=g)
-    u = _uniform(n, 0.15, 0.85, g) * (w - 1)
+    u = (0.5 + sign * _uniform(n, -0.2, 0.35, g)) * (w - 1)  # right: 0.3-0.85 of the width, left: 0.15-0.7
     v = (0.3 + 0.6 * torch.rand(n, generator=g) ** 0.8) * (h - 1)
     centre_cam = torch.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], -1)
     centre_local = torch.tensor([0.0, 50.0, 0.0]) * scale[:, 0]
@@ -304,9 +312,9 @@ def sample_hands(
 
     joints, caps_a, caps_b = to_cam(joints), to_cam(caps_a), to_cam(caps_b)
     # Keep the forearm's far end in front of the camera (it leaves the frame long before that).
-    fa, fb = caps_a[:, 0], caps_b[:, 0]
-    near = 40.0 + radius[:, 0]
+    fa, fb = caps_a[:, FOREARM_CAPSULE], caps_b[:, FOREARM_CAPSULE]
+    near = 40.0 + radius[:, FOREARM_CAPSULE]
     frac = ((fa[:, 2] - near) / (fa[:, 2] - fb[:, 2]).clamp(min=1e-3)).clamp(0.0, 1.0)
     frac = torch.where(fb[:, 2] < near, frac, torch.ones_like(frac))
-    caps_b[:, 0] = fa + (fb - fa) * frac[:, None]
+    caps_b[:, FOREARM_CAPSULE] = fa + (fb - fa) * frac[:, None]
     return HandSample(joints, joint_radius, caps_a, caps_b, radius, keypose, handedness)

@@ -17,7 +17,7 @@ from effbench.data.render import render_capsules, render_planes
 from effbench.data.skeleton import NUM_JOINTS
 
 #: Bump when anything changes the frames a seed produces: caches of another version are rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,8 @@ def generate(n: int, g: torch.Generator, cfg: SceneConfig) -> dict[str, torch.Te
     b = torch.cat([hands.caps_b, occ_b], 1)
     r = torch.cat([hand_r, occ_r], 1)
     group = torch.ones(n, a.shape[1], dtype=torch.long)  # 1: not hand (forearm, objects)
-    group[:, 1 : hand_mod.NUM_CAPSULES] = 0
+    group[:, : hand_mod.NUM_CAPSULES] = 0
+    group[:, hand_mod.FOREARM_CAPSULE] = 1
     zb = render_capsules(a, b, r, group, 2, h, w, intr)
     normal, offset = _background(n, g, cfg, joints, has_hand)
     planes = render_planes(normal, offset, h, w, intr)

@@ -1,10 +1,11 @@
 """One counting handle per aten op (after fvcore's ``jit_handles.py``), and the rules they follow.
 
-The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs, so functional calls (``F.interpolate``,
-``x @ w``, ``torch.cat``) count like modules and a module called twice counts twice:
+The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs, so functional calls
+(``F.interpolate``, ``x @ w``, ``torch.cat``) count like modules and a module called twice counts twice:
 
 * **MAC** = one multiply-accumulate of a convolution (any groups, dilation, stride, transposed), a linear layer,
-  ``mm``/``bmm``/``matmul``/``einsum``/``addmm``/``baddbmm``, and the two products of scaled dot-product attention.
+  ``mm``/``bmm``/``matmul``/``einsum``/``addmm``/``baddbmm``, the two products of scaled dot-product attention and
+  the matrix products inside fused attention and recurrent ops.
   Convolution: ``out.numel() * cin/groups * prod(kernel)``; transposed convolution: every *input* element meets
   ``cout/groups * prod(kernel)`` weights, so ``in.numel() * cout/groups * prod(kernel)``; matmul ``(m,k)@(k,n)``:
   ``m * k * n`` per batch.
@@ -14,47 +15,28 @@ The rules (docs/conventions.md), applied to the aten ops torch's dispatcher runs
   The bias add of a convolution or linear layer (``addmm``, ``baddbmm``) is one of these: one per output element.
   A BatchNorm folded into the convolution before it becomes that convolution's bias add, which is also one per
   output element, so folding does not change the count.
-* **Data movement** (views, reshapes, ``cat``, ``permute``, slicing, copies, padding, tensor factories) counts 0,
-  and says so with a ``None`` handle.
+* **Fused ops** (attention kernels, the encoder-layer kernel, recurrent layers and cells) count what they compute,
+  written out as the separate ops above: :mod:`effbench.profiler.counting_attention`,
+  :mod:`effbench.profiler.counting_recurrent`.
+* **Data movement** (views, reshapes, ``cat``, ``permute``, slicing, splits, copies, padding, tensor factories)
+  counts 0, and says so with a ``None`` handle.
 * An op with **no handle** is counted as 0 but reported by name, and the profile's FLOPs are marked a lower bound.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
 
+from effbench.profiler import counting_attention, counting_recurrent
+from effbench.profiler.cost import Count, Handle
+from effbench.profiler.cost import first_tensor as _first_tensor
+from effbench.profiler.cost import numel as _numel
 
-@dataclass(frozen=True)
-class Count:
-    """What one op call costs: MACs and FLOPs (FLOPs include 2 x MACs)."""
-
-    macs: int = 0
-    flops: int = 0
-
-
-#: A handle gets the op's positional args, keyword args and output, and returns its Count.
-Handle = Callable[[Sequence[Any], dict[str, Any], Any], Count]
-
-
-def _first_tensor(value: Any) -> Tensor | None:
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    return None
-
-
-def _numel(value: Any) -> int:
-    t = _first_tensor(value)
-    return 0 if t is None else t.numel()
+__all__ = ["CATEGORIES", "HANDLES", "Count", "Handle", "category", "count", "elementwise", "op_name"]
 
 
 def elementwise(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
@@ -113,15 +95,6 @@ def _einsum(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
     return Count(macs, 2 * macs)
 
 
-def _sdpa(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> Count:
-    # softmax(q k^T / sqrt(e)) v: two products, plus a softmax over the (L, S) scores.
-    q, k, v = args[0], args[1], args[2]
-    batch = math.prod(q.shape[:-2])
-    length, source = q.shape[-2], k.shape[-2]
-    macs = batch * length * source * (q.shape[-1] + v.shape[-1])
-    return Count(macs, 2 * macs + batch * length * source)
-
-
 _ACTIVATIONS = (
     "relu relu6 hardtanh clamp clamp_min clamp_max sigmoid tanh hardswish hardsigmoid silu gelu elu selu celu "
     "leaky_relu prelu _prelu_kernel softplus mish log_sigmoid threshold glu"
@@ -159,7 +132,9 @@ _DATA_MOVEMENT = (
     "reflection_pad1d reflection_pad2d replication_pad2d repeat roll flip scalar_tensor _local_scalar_dense "
     "masked_fill index_put index_put_ scatter pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
     "unfold _unsafe_index dropout native_dropout feature_dropout alpha_dropout set_ resize_ is_same_size "
-    "sym_size sym_numel sym_stride view_as split_copy"
+    "sym_size sym_numel sym_stride view_as split_copy unsafe_split unsafe_split_with_sizes unsafe_chunk "
+    "tensor_split hsplit vsplit dsplit split_with_sizes_copy unbind_copy movedim moveaxis swapaxes swapdims "
+    "diagonal tril triu slice_scatter select_scatter"
 ).split()
 
 #: op name (aten overload packet, trailing ``_`` of in-place variants removed) -> handle; None for a deliberate 0.
@@ -175,9 +150,8 @@ HANDLES: dict[str, Handle | None] = {
     "baddbmm": _matmul_handle(0, 1, 2),
     "linear": _linear,
     "einsum": _einsum,
-    "scaled_dot_product_attention": _sdpa,
-    "_scaled_dot_product_flash_attention_for_cpu": _sdpa,
-    "_scaled_dot_product_attention_math": _sdpa,
+    **counting_attention.HANDLES,
+    **counting_recurrent.HANDLES,
     **{name: elementwise for name in _ACTIVATIONS + _ARITHMETIC + _NORMS + _POOLING + _UPSAMPLE + _SOFTMAX},
     **{name: elementwise for name in _REDUCTIONS},
     **{name: None for name in _DATA_MOVEMENT},
@@ -185,7 +159,7 @@ HANDLES: dict[str, Handle | None] = {
 
 #: Op types for the reconciliation with other counters, in the order tables list them.
 CATEGORIES: tuple[str, ...] = (
-    "conv", "matmul", "attention", "norm", "activation", "elementwise", "pooling", "upsample", "softmax",
+    "conv", "matmul", "attention", "recurrent", "norm", "activation", "elementwise", "pooling", "upsample", "softmax",
     "reduction", "data movement", "unsupported",
 )  # fmt: skip
 
@@ -205,8 +179,10 @@ def category(name: str) -> str:
         return "conv"
     if name in ("mm", "bmm", "matmul", "addmm", "baddbmm", "linear", "einsum"):
         return "matmul"
-    if "scaled_dot_product" in name:
+    if name in counting_attention.HANDLES:
         return "attention"
+    if name in counting_recurrent.HANDLES:
+        return "recurrent"
     for cat, names in (
         ("norm", _NORMS), ("activation", _ACTIVATIONS), ("elementwise", _ARITHMETIC), ("pooling", _POOLING),
         ("upsample", _UPSAMPLE), ("softmax", _SOFTMAX), ("reduction", _REDUCTIONS),

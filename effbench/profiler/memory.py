@@ -11,9 +11,13 @@ From a :class:`~effbench.profiler.trace.Trace` of one batch-1 forward pass:
 * Each buffer lives from the op that creates it to its last use (graph liveness, not Python references); the
   network input is live from the start until its last use, the network outputs until the end. An op output that
   nothing reads (max-pool indices) is not counted.
-* The live bytes at an op are the buffers live across it (its inputs and outputs included); the peak is their
-  maximum, reported with the op and module where it sits. Floating-point elements cost 4 bytes at fp32 and 1 at
-  int8; other dtypes (indices) their own size in both.
+* A fused op (attention, a recurrent layer) also holds buffers it never returns: its ``Count.scratch`` elements
+  (the attention scores, one step's gates; :mod:`effbench.profiler.counting_attention`,
+  :mod:`effbench.profiler.counting_recurrent`) are live while it runs, as they would be between the separate
+  kernels an embedded runtime runs it as.
+* The live bytes at an op are the buffers live across it (its inputs and outputs included) and its scratch; the
+  peak is their maximum, reported with the op and module where it sits. Floating-point elements cost 4 bytes at
+  fp32 and 1 at int8; other dtypes (indices) their own size in both.
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ def peak_activation(trace: Trace) -> PeakMemory:
         for i in range(max(born[s], 0), min(group_last[s], end - 1) + 1):
             timeline[i] += size[s][0]
             timeline8[i] += size[s][1]
+    for i, ev in enumerate(events):
+        if ev.count is not None and ev.count.scratch and any(ref.storage in active for ref in ev.inputs):
+            timeline[i] += 4 * ev.count.scratch
+            timeline8[i] += ev.count.scratch
     if not timeline:
         return PeakMemory(0, 0, "", -1)
     peak = max(range(end), key=lambda i: timeline[i])

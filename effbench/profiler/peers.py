@@ -29,13 +29,18 @@ from effbench.profiler import counting
 #: What each peer counts and in what unit; the reconciliation prints these beside the numbers.
 PEER_NOTES: dict[str, str] = {
     "fvcore": "its 'flop' is one fused multiply-add, a MAC (fvcore #69), for conv/linear/matmul/einsum; it adds "
-    "BatchNorm at 2 per element (affine), upsampling, and adaptive average pooling at 1 per input element; "
-    "activations, add, mul, max/avg pooling and softmax count 0 (fvcore #143, #148)",
+    "BatchNorm at 2 per element (affine), LayerNorm/GroupNorm at 5, upsampling, and adaptive average pooling at 1 "
+    "per input element; activations, add, mul, max/avg pooling and softmax count 0 (fvcore #143, #148), and so do "
+    "the ops it has no handle for: fused attention (aten::_native_multi_head_attention, the encoder-layer kernel, "
+    "sdpa) and recurrent layers (aten::lstm/gru/rnn_tanh/rnn_relu)",
     "thop": "module hooks: MACs of conv/linear, plus BatchNorm/LayerNorm at 4 per element (affine), average "
     "pooling, upsampling and softmax modules; ReLU/ReLU6 and max pooling count 0; functional calls "
-    "(F.interpolate, x @ w, +) are invisible to it (thop #36)",
+    "(F.interpolate, x @ w, +) are invisible to it (thop #36); LSTM/GRU/RNN modules by its own per-step formula, "
+    "which adds bias and gate ops to the MACs and ignores proj_size; MultiheadAttention has no hook and counts 0",
     "torch": "torch.utils.flop_counter.FlopCounterMode, shown divided by 2 (its FLOPs are 2 x MACs): counts only "
-    "conv/mm/bmm/addmm/attention, every other op counts 0, and no bias adds",
+    "conv/mm/bmm/addmm and CUDA's attention kernels; every other op counts 0, among them the CPU attention "
+    "kernel, the fused multi-head attention and encoder-layer kernels and mkldnn_rnn_layer (the CPU's LSTM), "
+    "and no bias adds",
 }
 
 #: thop's module types -> our op types.
@@ -44,7 +49,7 @@ _THOP_TYPES: dict[str, str] = {
     "GroupNorm": "norm", "InstanceNorm": "norm", "ReLU": "activation", "ReLU6": "activation",
     "LeakyReLU": "activation", "PReLU": "activation", "ELU": "activation", "Sigmoid": "activation",
     "Hardswish": "activation", "SiLU": "activation", "GELU": "activation", "Softmax": "softmax",
-    "Pool": "pooling", "Upsample": "upsample", "RNN": "matmul", "LSTM": "matmul", "GRU": "matmul",
+    "Pool": "pooling", "Upsample": "upsample", "RNN": "recurrent", "LSTM": "recurrent", "GRU": "recurrent",
     "MultiheadAttention": "attention",
 }  # fmt: skip
 

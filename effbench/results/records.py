@@ -7,7 +7,8 @@ fields and types below is refused with :class:`RecordError` naming the file and 
 are not ``assert`` statements (which ``python -O`` removes).
 
 Changes by schema:
-    1: no ``schema`` field; ``created`` in local time; a run's ``machine`` says ``torch_threads``.
+    1: no ``schema`` field; ``created`` in local time; a run's ``machine`` says ``torch_threads``; the fields added
+       over time (``model_fingerprint``, ``curve``, ``convergence``) may be absent.
     2: ``schema``; every field present; ``created`` in UTC; ``machine`` as :func:`effbench.provenance.machine`.
 """
 
@@ -49,6 +50,8 @@ class RunRecord(TypedDict):
     wall_s: float | None  # wall time of the run, resumes included
     steps_per_s: float | None  # training throughput (evaluation excluded)
     created: str | None  # when the record was written, ISO 8601
+    curve: list[Any] | None  # validation points (step, train loss, val EPE, wall s): effbench.train.curve
+    convergence: dict[str, Any] | None  # best step, plateaus, whether it was still improving at its end
 
 
 class ProfileRecord(TypedDict):
@@ -152,6 +155,8 @@ def make_run_record(
     wall_s: float | None,
     steps_per_s: float | None,
     model_fingerprint: str | None = None,
+    curve: list[Any] | None = None,
+    convergence: dict[str, Any] | None = None,
 ) -> RunRecord:
     """A run record of the current schema, with this machine's provenance, checked like one read from a file.
 
@@ -162,7 +167,7 @@ def make_run_record(
 
     record = {"schema": SCHEMA, "config": config, "config_hash": config_hash, "status": status, "error": error,
               "metrics": metrics, "model_fingerprint": model_fingerprint, "wall_s": wall_s,
-              "steps_per_s": steps_per_s, **provenance(device)}
+              "steps_per_s": steps_per_s, **provenance(device), "curve": curve, "convergence": convergence}
     return check_record(record, RunRecord, f"run {config_hash}")  # type: ignore[return-value]
 
 

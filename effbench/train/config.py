@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ BALANCING: tuple[str, ...] = ("fixed", "uncertainty", "gradnorm")
 #: The auxiliary tasks, in the order losses, weights and balancers list them (the keypoint task comes first).
 AUX_TASKS: tuple[str, ...] = ("seg", "vis", "keypose", "hand")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
+SCHEDULES: tuple[str, ...] = ("cosine", "plateau")
+#: The largest share of a run's compute that its validation points may take when ``eval_every`` is automatic.
+EVAL_SHARE = 0.05
 
 
 def _field(default: Any, help: str, *, hashed: bool = True) -> Any:
@@ -41,34 +45,41 @@ class TrainConfig:
     # --- what is trained
     model: str = _field("tiny_hand", "registered model name (bench.py list)")
     aux: bool = _field(True, "train the auxiliary heads too (seg, visibility, keypose, handedness); False: keypoints "
-                       "only")
+                             "only")
+    aux_tasks: str = _field("seg,vis,keypose,hand", "the auxiliary tasks trained when aux is on, comma-separated "
+                                                    "(ablations)")
     seed: int = _field(0, "model initialisation, batch order and augmentation")
 
-    # --- optimisation: AdamW, cosine schedule with linear warm-up
-    steps: int = _field(4000, "optimiser steps (each one batch); tiny_hand ~0.04 s/step at batch 32 on one thread "
-                        "of a 2-core CPU")
+    # --- optimisation: AdamW, linear warm-up, then a cosine or a plateau schedule
+    steps: int = _field(4000, "optimiser steps (each one batch); the cap under the plateau schedule")
     batch_size: int = _field(32, "frames per step")
-    lr: float = _field(1e-2, "peak learning rate, reached after warmup_steps, then cosine decay to lr * min_lr_ratio")
-    min_lr_ratio: float = _field(0.01, "final learning rate as a fraction of lr")
+    lr: float = _field(1e-2, "peak learning rate, reached after warmup_steps")
+    schedule: str = _field("cosine", '"cosine" to lr * min_lr_ratio at `steps`, or "plateau": lr / 10 per plateau')
+    min_lr_ratio: float = _field(0.01, "the lowest learning rate as a fraction of lr")
     weight_decay: float = _field(1e-4, "AdamW decoupled weight decay on conv/linear weights (not on norms, biases, "
-                                 "balancer)")
+                                       "balancer)")
     warmup_steps: int = _field(100, "linear warm-up from 0 to lr")
     grad_clip: float = _field(5.0, "clip the global gradient norm to this (0: off); guards the first steps of a tiny "
-                              "net")
+                                   "net")
+
+    # --- validation: the learning curve, plateaus and the best weights (see effbench.train.curve)
+    eval_every: int = _field(0, "steps between validation points (0: auto, under 5% of the compute)")
+    patience: int = _field(0, "validation points without improvement that make a plateau (0: none)")
+    plateau_delta: float = _field(0.005, "relative drop of the best validation EPE that counts as an improvement")
 
     # --- loss balancing (see effbench.train.balancing)
     balancing: str = _field("fixed", '"fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)')
     w_keypoints: float = _field(1.0, 'keypoint L1 weight (px units) under "fixed"; the other balancers learn the '
-                                "weights")
+                                     'weights')
     w_heatmap: float = _field(1.0, "heatmap KL term inside the keypoint loss (sharp peak at the label; 0: soft-argmax "
-                              "L1 only)")
+                                   "L1 only)")
     heatmap_sigma_px: float = _field(4.0, "width of the heatmap term's target Gaussian, input pixels")
     w_seg: float = _field(1.0, 'segmentation (BCE + Dice) weight under "fixed"')
     w_vis: float = _field(1.0, 'visibility BCE weight under "fixed"')
     w_keypose: float = _field(0.5, 'keypose cross-entropy weight under "fixed"')
     w_hand: float = _field(0.5, 'handedness BCE weight under "fixed"')
     seg_dice: bool = _field(True, "add a soft Dice term to the segmentation BCE (hands cover a small part of the "
-                            "frame)")
+                                  "frame)")
     gradnorm_alpha: float = _field(1.5, "GradNorm's asymmetry: how strongly slow tasks are pulled up (paper: 0.12-3)")
 
     # --- data (effbench.data.SyntheticHands)
@@ -84,8 +95,8 @@ class TrainConfig:
     eval_batch_size: int = _field(256, "frames per forward pass at evaluation")
     checkpoint_every: int = _field(500, "save a resumable checkpoint every this many steps (0: only at the end)",
                                    hashed=False)
-    data_cache_dir: str | None = _field(None, "where SyntheticHands caches generated splits (None: $EFFBENCH_CACHE "
-                                        "or ~/.cache/effbench)", hashed=False)
+    data_cache_dir: str | None = _field(None, "where SyntheticHands caches generated splits (None: $EFFBENCH_CACHE or "
+                                              "~/.cache/effbench)", hashed=False)
 
     def validate(self) -> TrainConfig:
         """Check every field; return self.
@@ -93,9 +104,22 @@ class TrainConfig:
         Raises:
             UsageError: Naming the bad field, its value and what would be valid.
         """
-        from effbench.registry import model_info
+        from effbench.registry import trainable_info
 
-        model_info(self.model)  # raises with the closest names
+        trainable_info(self.model)  # raises with the closest names, or for a profile-only model
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.schedule == "plateau" and (self.patience <= 0 or self.val_size <= 0):
+            raise UsageError(
+                f"schedule 'plateau' needs patience > 0 and val_size > 0, got patience {self.patience} and val_size "
+                f"{self.val_size}"
+            )
+        tasks = [t.strip() for t in self.aux_tasks.split(",")]
+        unknown = [t for t in tasks if t not in AUX_TASKS]
+        if unknown or not tasks or len(set(tasks)) != len(tasks):
+            raise UsageError(
+                f"aux_tasks {self.aux_tasks!r} must name distinct tasks among {', '.join(AUX_TASKS)}, comma-separated"
+            )
         if self.balancing not in BALANCING:
             raise UsageError(f"balancing {self.balancing!r} is not one of {', '.join(BALANCING)}")
         if self.device not in DEVICES:
@@ -111,13 +135,32 @@ class TrainConfig:
         for name in ("lr", "gradnorm_alpha", "heatmap_sigma_px"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("warmup_steps", "val_size", "checkpoint_every", "weight_decay", "grad_clip", "min_lr_ratio"):
+        for name in ("warmup_steps", "val_size", "checkpoint_every", "weight_decay", "grad_clip", "min_lr_ratio",
+                     "eval_every", "patience", "plateau_delta"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("w_keypoints", "w_heatmap", "w_seg", "w_vis", "w_keypose", "w_hand"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         return self
+
+    def tasks(self) -> tuple[str, ...]:
+        """The trained tasks: ``keypoints``, then the auxiliary ones when ``aux`` is on, in :data:`AUX_TASKS` order."""
+        if not self.aux:
+            return ("keypoints",)
+        chosen = {t.strip() for t in self.aux_tasks.split(",")}
+        return ("keypoints",) + tuple(t for t in AUX_TASKS if t in chosen)
+
+    def eval_interval(self) -> int:
+        """Steps between validation points: ``eval_every``, or when 0 the smallest multiple of 50 steps at which
+        evaluating ``val_size`` frames costs under 5% of training (a training frame costs about three forward
+        passes: forward, backward, update), and at least 50. 0 when there is no validation split."""
+        if self.val_size <= 0:
+            return 0
+        if self.eval_every > 0:
+            return self.eval_every
+        steps = self.val_size / (3 * self.batch_size * EVAL_SHARE)
+        return max(50, 50 * math.ceil(steps / 50))
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-ready dict."""

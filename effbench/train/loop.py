@@ -2,9 +2,14 @@
 
 The whole training split lives on the device as tensors (``SyntheticHands.tensors()``); each step indexes a batch
 with a seeded ``torch.Generator`` on that device and augments it there (``augment_batch``), so a GPU run never
-copies data from the host. AdamW, linear warm-up then cosine decay, gradient clipping. A NaN or inf loss stops the
-run and records it as failed. Checkpoints every ``checkpoint_every`` steps carry model, optimiser, balancer,
-schedule position and every RNG state, so a resumed run takes exactly the steps an uninterrupted one would.
+copies data from the host. AdamW, linear warm-up then a cosine or plateau schedule, gradient clipping. A NaN or inf
+loss stops the run and records it as failed.
+
+Every ``eval_every`` steps the run evaluates its validation split and adds a point to its learning curve
+(:mod:`effbench.train.curve`); it keeps the weights of the best point, is tested with them, and can stop on a
+validation plateau before its step cap. Checkpoints every ``checkpoint_every`` steps carry model, optimiser,
+balancer, curve, best weights, schedule position and every RNG state, so a resumed run takes exactly the steps and
+makes exactly the curve an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from torch import Tensor, nn
 from effbench import results
 from effbench.data.splits import load_split
 from effbench.errors import error_text
-from effbench.evaluate import METRIC_KEYS, evaluate
+from effbench.evaluate import METRIC_KEYS, evaluate, keypoint_epe
 from effbench.train.balancing import GradNorm, last_shared_parameter, make_balancer
-from effbench.train.config import AUX_TASKS, TrainConfig
+from effbench.train.config import TrainConfig
+from effbench.train.curve import Curve, still_improving
 from effbench.train.losses import task_losses
 
 
@@ -33,21 +39,39 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf."""
 
 
-#: The metrics of a record: the test-split metrics (effbench.evaluate), then the validation EPE and the last training loss.
+#: The metrics of a record: the test-split metrics, then the validation EPE and the last training loss.
 RECORD_METRIC_KEYS: tuple[str, ...] = METRIC_KEYS + ("val_epe_px", "final_train_loss")
 
 #: How often (steps) a CUDA run synchronises to read the loss for the progress bar and the NaN check; a CPU run
 #: checks every step (reading a CPU tensor costs nothing).
 SYNC_EVERY_CUDA = 25
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate of step ``step`` (0-based): linear warm-up to ``lr``, then cosine to ``lr * min_lr_ratio``."""
+#: The plateau schedule's factor on the learning rate at each validation plateau.
+PLATEAU_FACTOR = 0.1
+
+
+def lr_at(step: int, config: TrainConfig, plateaus: int = 0) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up to ``lr``, then the config's schedule.
+
+    ``"cosine"``: cosine decay to ``lr * min_lr_ratio`` at ``config.steps``. ``"plateau"``: ``lr / 10**plateaus``
+    after ``plateaus`` validation plateaus (:mod:`effbench.train.curve`).
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "plateau":
+        return config.lr * PLATEAU_FACTOR**plateaus
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
     low = config.lr * config.min_lr_ratio
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
+
+
+def _plateau_ends_run(config: TrainConfig, plateaus: int) -> bool:
+    """Whether the ``plateaus``-th plateau stops the run: always under a cosine schedule (early stopping); under
+    the plateau schedule once the rate would fall below ``lr * min_lr_ratio``."""
+    if config.schedule != "plateau":
+        return True
+    return PLATEAU_FACTOR**plateaus < config.min_lr_ratio * (1 - 1e-9)
 
 
 def _to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -92,6 +116,200 @@ def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generat
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+class _Run:
+    """One run between its config and its metrics: the model and optimiser, the RNGs, the curve and the clocks.
+
+    Each method does one thing: :meth:`resume` from a checkpoint, :meth:`train` until the cap or a final plateau
+    (validating and checkpointing on the way), :meth:`test` with the best-validation weights.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: Path, config_hash: str, fingerprint: str | None):
+        from effbench.registry import create_model
+
+        self.config, self.hash, self.fingerprint = config, config_hash, fingerprint
+        self.t_start = time.perf_counter()
+        self.device = device = torch.device(config.device)
+        self.ckpt_path = results.checkpoint_path(out_dir, config_hash)
+        torch.manual_seed(config.seed)  # model initialisation
+        self.model = create_model(config.model).to(device)
+        # Without auxiliary tasks the deployable form is trained: same weights, no auxiliary heads computed.
+        self.net = self.model if config.aux else self.model.deployable()
+        tasks = config.tasks()
+        weights = {"keypoints": config.w_keypoints, "seg": config.w_seg, "vis": config.w_vis,
+                   "keypose": config.w_keypose, "hand": config.w_hand}
+        self.balancer = make_balancer(config.balancing, tasks, weights, config.gradnorm_alpha).to(device)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.net, self.balancer, config.weight_decay), lr=config.lr, fused=device.type == "cuda"
+        )
+        self.generators = {
+            "batch": torch.Generator(device=device).manual_seed(config.seed),
+            "augment": torch.Generator(device=device).manual_seed(config.seed + 7919),
+        }
+        self.curve = Curve(config.patience, config.plateau_delta)
+        self.best: dict[str, Tensor] | None = None  # the weights at the best validation point
+        self.step, self.stopped = 0, False
+        self.loss_sum, self.loss_n = 0.0, 0  # training loss since the last validation point
+        self.final_loss = float("nan")
+        self.train_s = self.eval_s = self.wall_s = 0.0  # carried over from before a resume (wall_s: until then)
+
+    # --- checkpoints
+    def resume(self) -> None:
+        """Take up the state of this run's checkpoint, if it has one of the same model."""
+        ckpt = results.load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None
+        if ckpt is None or ckpt.get("model_fingerprint", self.fingerprint) != self.fingerprint:
+            return  # no checkpoint, or the model changed since: start afresh
+        self.model.load_state_dict(ckpt["model"])
+        self.step, self.train_s, self.wall_s = int(ckpt["step"]), float(ckpt["train_s"]), float(ckpt["wall_s"])
+        self.eval_s = float(ckpt.get("eval_s", 0.0))
+        self.stopped = bool(ckpt.get("stopped", False))
+        if "curve" in ckpt:
+            self.curve = Curve.from_state(ckpt["curve"])
+            self.best = ckpt.get("best")
+            self.loss_sum, self.loss_n = float(ckpt["loss_sum"]), int(ckpt["loss_n"])
+        if "optimizer" in ckpt:  # a mid-run checkpoint (a final one holds the weights only)
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.balancer.load_state_dict(ckpt["balancer"])
+            _set_rng_state(ckpt["rng"], self.generators, self.device)
+
+    def checkpoint(self, final: bool) -> None:
+        """Save the run's state atomically; a final checkpoint holds the evaluated weights and the curve only."""
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "step": self.step,
+            "stopped": self.stopped or final,
+            "train_s": self.train_s,
+            "eval_s": self.eval_s,
+            "wall_s": self.wall_s + time.perf_counter() - self.t_start,
+            "config_hash": self.hash,
+            "model_fingerprint": self.fingerprint,
+            "curve": self.curve.state_dict(),
+            "loss_sum": self.loss_sum,
+            "loss_n": self.loss_n,
+        }
+        if not final:
+            state.update(optimizer=self.optimizer.state_dict(), balancer=self.balancer.state_dict(), best=self.best)
+            state["rng"] = _rng_state(self.generators, self.device)
+        results.save_checkpoint(self.ckpt_path, state)
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped or self.step >= self.config.steps
+
+    # --- training
+    def train(self, progress: bool, on_step: Callable[[int], None] | None) -> None:
+        """Train from the current step until the step cap or the plateau that ends the run."""
+        config, device = self.config, self.device
+        if self.finished:
+            return
+        if config.augment:
+            from effbench.data import augment_batch
+        train = _to_device(load_split("train", config.train_size, config), device)
+        val = _to_device(load_split("val", config.val_size, config), device) if config.val_size > 0 else None
+        every = config.eval_interval()
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        bar = _progress_bar(config, self.step, progress)
+        self.net.train()
+        _sync(device)
+        t_loop = time.perf_counter()
+        try:
+            while not self.finished:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(self.step, config, self.curve.plateaus)
+                idx = torch.randint(len(train["depth"]), (config.batch_size,), generator=self.generators["batch"],
+                                    device=device)
+                batch = _as_float_mask({k: v.index_select(0, idx) for k, v in train.items()})
+                if config.augment:
+                    batch = augment_batch(batch, self.generators["augment"])
+                loss = self._step(batch)
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), self.step, first_bad)
+                self.step += 1
+                self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1  # a tensor until read
+                due_val = val is not None and (self.step % every == 0 or self.step == config.steps)
+                due_ckpt = config.checkpoint_every > 0 and self.step % config.checkpoint_every == 0
+                if device.type != "cuda" or self.step % SYNC_EVERY_CUDA == 0 or due_val or due_ckpt:
+                    if int(first_bad) >= 0:
+                        raise NonFiniteLoss(f"loss became {float(loss):g} at step {int(first_bad) + 1}")
+                    self.final_loss = float(loss)
+                    bar.set_postfix(loss=f"{self.final_loss:.3f}", refresh=False)
+                bar.update(1)
+                if due_val or (due_ckpt and not self.finished):
+                    _sync(device)
+                    self.train_s, t_loop = self.train_s + time.perf_counter() - t_loop, time.perf_counter()
+                    if due_val:
+                        self._validate(val)
+                    if due_ckpt and not self.finished:
+                        self.checkpoint(final=False)
+                    t_loop = time.perf_counter()
+                if on_step is not None:
+                    on_step(self.step)
+        finally:
+            bar.close()
+        _sync(device)
+        self.train_s += time.perf_counter() - t_loop
+
+    def _step(self, batch: dict[str, Tensor]) -> Tensor:
+        """One optimiser step; returns the detached loss (not synchronised)."""
+        config = self.config
+        out = self.net(batch["depth"])
+        losses = task_losses(out, batch, aux=config.aux, seg_dice=config.seg_dice, heatmap_weight=config.w_heatmap,
+                             heatmap_sigma_px=config.heatmap_sigma_px)
+        losses = {t: losses[t] for t in self.balancer.tasks}  # an ablation trains some auxiliary tasks only
+        if isinstance(self.balancer, GradNorm) and self.balancer.shared is None:
+            self.balancer.set_shared(last_shared_parameter(self.net, losses))
+        loss = self.balancer(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.balancer.after_step()
+        return loss.detach()
+
+    def _validate(self, val: dict[str, Tensor]) -> None:
+        """Add a point to the learning curve; keep the weights when it is the best; act on a plateau."""
+        t0 = time.perf_counter()
+        epe = keypoint_epe(self.model.deployable(), val, self.config.eval_batch_size)
+        train_loss = float(self.loss_sum) / self.loss_n if self.loss_n else None
+        wall = self.wall_s + time.perf_counter() - self.t_start
+        if self.curve.add(self.step, train_loss, epe, round(wall, 3)):
+            self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.curve.plateaued() and _plateau_ends_run(self.config, self.curve.plateaus):
+            self.stopped = True
+        self.loss_sum, self.loss_n = 0.0, 0
+        _sync(self.device)
+        self.eval_s += time.perf_counter() - t0
+
+    # --- results
+    def test(self) -> dict[str, Any]:
+        """Restore the best-validation weights (if any) and compute the test metrics and the validation EPE."""
+        config = self.config
+        if self.best is not None:
+            self.model.load_state_dict(self.best)
+        eval_net = self.model if config.aux else self.net
+        test = _to_device(load_split("test", config.test_size, config), self.device)
+        metrics: dict[str, Any] = evaluate(eval_net, test, aux=config.aux, batch_size=config.eval_batch_size)
+        metrics["val_epe_px"] = self.curve.best_epe
+        if config.val_size > 0 and self.curve.best_epe is None:  # resumed from a record-less final checkpoint
+            val = _to_device(load_split("val", config.val_size, config), self.device)
+            metrics["val_epe_px"] = keypoint_epe(self.model.deployable(), val, config.eval_batch_size)
+        metrics["final_train_loss"] = self.final_loss if math.isfinite(self.final_loss) else None
+        if tuple(metrics) != RECORD_METRIC_KEYS:
+            raise RuntimeError(f"metrics {tuple(metrics)} differ from the record's {RECORD_METRIC_KEYS}")
+        return metrics
+
+    def convergence(self) -> dict[str, Any]:
+        """How the run ended: validation interval, best and last step, plateaus, whether it was still improving."""
+        return {
+            "eval_every": self.config.eval_interval(),
+            "best_step": self.curve.best_step if self.curve.best_epe is not None else None,
+            "stop_step": self.step,
+            "stopped_on_plateau": self.stopped and self.step < self.config.steps,
+            "plateaus": self.curve.plateaus,
+            "still_improving": still_improving(self.curve.points),
+            "eval_share": self.eval_s / self.train_s if self.train_s > 0 else None,
+        }
+
+
 def _train(
     config: TrainConfig,
     out_dir: Path,
@@ -100,133 +318,19 @@ def _train(
     progress: bool,
     on_step: Callable[[int], None] | None,
 ) -> dict[str, Any]:
-    """Train (or resume, or only evaluate a finished checkpoint) and return the metrics and timings."""
-    from effbench.registry import create_model
-
-    t_start = time.perf_counter()
-    device = torch.device(config.device)
-    ckpt_path = results.checkpoint_path(out_dir, config_hash)
-    results.write_json(ckpt_path.with_suffix(".config.json"), config.to_dict())
-
-    torch.manual_seed(config.seed)  # model initialisation
-    model = create_model(config.model).to(device)
-    # Without auxiliary tasks the deployable form is trained: same weights, no auxiliary heads computed.
-    net = model if config.aux else model.deployable()
-    tasks = ("keypoints",) + (AUX_TASKS if config.aux else ())
-    weights = {
-        "keypoints": config.w_keypoints,
-        "seg": config.w_seg,
-        "vis": config.w_vis,
-        "keypose": config.w_keypose,
-        "hand": config.w_hand,
-    }
-    balancer = make_balancer(config.balancing, tasks, weights, config.gradnorm_alpha).to(device)
-    optimizer = torch.optim.AdamW(
-        _param_groups(net, balancer, config.weight_decay), lr=config.lr, fused=device.type == "cuda"
-    )
-    generators = {
-        "batch": torch.Generator(device=device).manual_seed(config.seed),
-        "augment": torch.Generator(device=device).manual_seed(config.seed + 7919),
-    }
-
-    step, train_s, wall_s = 0, 0.0, 0.0  # train_s, wall_s: carried over from before a resume
-    ckpt = results.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if ckpt is not None and ckpt.get("model_fingerprint", fingerprint) == fingerprint:  # else: the model changed
-        model.load_state_dict(ckpt["model"])
-        step, train_s, wall_s = int(ckpt["step"]), float(ckpt["train_s"]), float(ckpt["wall_s"])
-        if "optimizer" in ckpt:  # a mid-run checkpoint (a final one holds the weights only)
-            optimizer.load_state_dict(ckpt["optimizer"])
-            balancer.load_state_dict(ckpt["balancer"])
-            _set_rng_state(ckpt["rng"], generators, device)
-
-    def checkpoint(done: int, final: bool) -> None:
-        state: dict[str, Any] = {
-            "model": model.state_dict(),
-            "step": done,
-            "train_s": train_s,
-            "wall_s": wall_s + time.perf_counter() - t_start,
-            "config_hash": config_hash,
-            "model_fingerprint": fingerprint,
-        }
-        if not final:
-            state.update(optimizer=optimizer.state_dict(), balancer=balancer.state_dict())
-            state["rng"] = _rng_state(generators, device)
-        results.save_checkpoint(ckpt_path, state)
-
-    final_loss = float("nan")
-    if step < config.steps:
-        if config.augment:
-            from effbench.data import augment_batch
-        train = _to_device(load_split("train", config.train_size, config), device)
-        n_train = len(train["depth"])
-        net.train()
-        first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        bar = _progress_bar(config, step, progress)
-        _sync(device)
-        t_loop = time.perf_counter()
-        try:
-            while step < config.steps:
-                lr = lr_at(step, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                idx = torch.randint(n_train, (config.batch_size,), generator=generators["batch"], device=device)
-                batch = _as_float_mask({k: v.index_select(0, idx) for k, v in train.items()})
-                if config.augment:
-                    batch = augment_batch(batch, generators["augment"])
-                out = net(batch["depth"])
-                losses = task_losses(
-                    out,
-                    batch,
-                    aux=config.aux,
-                    seg_dice=config.seg_dice,
-                    heatmap_weight=config.w_heatmap,
-                    heatmap_sigma_px=config.heatmap_sigma_px,
-                )
-                if isinstance(balancer, GradNorm) and balancer.shared is None:
-                    balancer.set_shared(last_shared_parameter(net, losses))
-                loss = balancer(losses)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                optimizer.step()
-                balancer.after_step()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-                step += 1
-                due_ckpt = config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps
-                if device.type != "cuda" or step % SYNC_EVERY_CUDA == 0 or step == config.steps or due_ckpt:
-                    if int(first_bad) >= 0:
-                        raise NonFiniteLoss(f"loss became {float(loss.detach()):g} at step {int(first_bad) + 1}")
-                    final_loss = float(loss.detach())
-                    bar.set_postfix(loss=f"{final_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(1)
-                if due_ckpt:
-                    _sync(device)
-                    train_s, t_loop = train_s + time.perf_counter() - t_loop, time.perf_counter()
-                    checkpoint(step, final=False)
-                if on_step is not None:
-                    on_step(step)
-        finally:
-            bar.close()
-        _sync(device)
-        train_s += time.perf_counter() - t_loop
-        del train
-
-    test = _to_device(load_split("test", config.test_size, config), device)
-    eval_net = model if config.aux else net
-    metrics: dict[str, Any] = evaluate(eval_net, test, aux=config.aux, batch_size=config.eval_batch_size)
-    assert tuple(metrics) == METRIC_KEYS
-    metrics["val_epe_px"] = None
-    if config.val_size > 0:
-        val = _to_device(load_split("val", config.val_size, config), device)
-        metrics["val_epe_px"] = evaluate(eval_net, val, aux=False, batch_size=config.eval_batch_size)["epe_px"]
-    metrics["final_train_loss"] = final_loss if math.isfinite(final_loss) else None
-    assert tuple(metrics) == RECORD_METRIC_KEYS
-    checkpoint(config.steps, final=True)
+    """Train (or resume, or only evaluate a finished checkpoint) and return the metrics, curve and timings."""
+    run_ = _Run(config, out_dir, config_hash, fingerprint)
+    results.write_json(run_.ckpt_path.with_suffix(".config.json"), config.to_dict())
+    run_.resume()
+    run_.train(progress, on_step)
+    metrics = run_.test()
+    run_.checkpoint(final=True)
     return {
         "metrics": metrics,
-        "wall_s": wall_s + time.perf_counter() - t_start,
-        "steps_per_s": config.steps / train_s if train_s > 0 else None,
+        "curve": run_.curve.points,
+        "convergence": run_.convergence(),
+        "wall_s": run_.wall_s + time.perf_counter() - run_.t_start,
+        "steps_per_s": run_.step / run_.train_s if run_.train_s > 0 else None,
     }
 
 
@@ -238,7 +342,7 @@ def _progress_bar(config: TrainConfig, initial: int, enabled: bool) -> Any:
 
 
 def fingerprint_of(name: str) -> str | None:
-    """The registered model's ``results.model_fingerprint``; None when it does not build (its run fails and says why)."""
+    """The registered model's ``results.model_fingerprint``; None when it does not build (its run fails, saying why)."""
     from effbench.registry import create_model
 
     try:
@@ -293,7 +397,8 @@ def run(
         status, error = "ok", None
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
         status, error = "failed", error_text(err)
-        result = {"metrics": dict.fromkeys(RECORD_METRIC_KEYS), "wall_s": time.perf_counter() - t0, "steps_per_s": None}
+        result = {"metrics": dict.fromkeys(RECORD_METRIC_KEYS), "curve": None, "convergence": None,
+                  "wall_s": time.perf_counter() - t0, "steps_per_s": None}
     record = results.make_run_record(
         config.to_dict(),
         config_hash,
@@ -304,6 +409,8 @@ def run(
         wall_s=result["wall_s"],
         steps_per_s=result["steps_per_s"],
         model_fingerprint=fingerprint,
+        curve=result["curve"],
+        convergence=result["convergence"],
     )
     results.write_run(out, record)
     return record

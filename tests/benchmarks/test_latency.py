@@ -17,19 +17,20 @@ from effbench.errors import UsageError
 
 
 def _deployable_models() -> list[str]:
-    # The embedded suite and its reference model; without that suite, every model not tagged as an ImageNet
-    # reference (those exist to check the counters, not to be deployed).
+    # The embedded suite and its reference model; without that suite, every hand-pose model (the profile-only
+    # ones take other inputs and exist to check the counters, not to be deployed here).
     try:
         suite = registry.get_suite("embedded")
     except UsageError:
-        return [n for n in registry.list_models() if "reference" not in registry.model_info(n).tags]
+        return [n for n in registry.list_models() if not registry.model_info(n).profile_only]
     names = suite.models()
     return names + [suite.reference] if suite.reference and suite.reference not in names else names
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # The embedded-like figure (docs/conventions.md): one thread, so the number does not depend on the runner's core count.
+    # The embedded-like figure (docs/conventions.md): one thread, so the number does not depend on the runner's
+    # core count.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
