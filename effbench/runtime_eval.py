@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from effbench.evaluate import evaluate
-from effbench.measure import deployable
 from effbench.profiler import runtimes as rt
 from effbench.profiler.latency import deployed_copy
 
@@ -70,7 +69,8 @@ def evaluate_runtimes(
         Runtime name -> the metrics of :func:`effbench.evaluate.evaluate` (keypoints only: the auxiliary ones are
         None), or ``{"error": why}`` for a runtime that could not run the model.
     """
-    net, _ = deployed_copy(deployable(model, type(model).__name__).eval())
+    # The deployable form (a hand-pose model without its auxiliary heads), as ``measure.build_deployable`` takes it.
+    net, _ = deployed_copy((model.deployable() if callable(getattr(model, "deployable", None)) else model).eval())
     frames = None
     if calibration is not None:
         frames = [f.reshape(1, *f.shape[-3:]) for f in (calibration if not isinstance(calibration, Tensor)

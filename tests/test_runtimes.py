@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from effbench import create_model, profile, registry
-from effbench.measure import deployable
+from effbench.measure import build_deployable, registered
 from effbench.profiler import Stats, TimingConfig, runtimes as rt
 from effbench.profiler.latency import deployed_copy, time_fn
 from effbench.profiler.roofline import gemm_gmacs
@@ -55,7 +55,7 @@ def _input(shape: tuple[int, ...]) -> torch.Tensor:
 def test_onnx_runtime_outputs_equal_eager(name, tmp_path):
     info = registry.model_info(name)
     torch.manual_seed(0)
-    model = _trained_like(deployable(create_model(name), name))
+    model = _trained_like(build_deployable(registered(name)))
     x = _input(info.input_shape)
     net, folded = deployed_copy(model)
     ws = rt.Workspace(net, x, tmp_path, folded)
