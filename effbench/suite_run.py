@@ -14,6 +14,10 @@ visibility only, keypose only, handedness only) beside the runs with none and al
 Everything lands in the results store (``<out>/runs/``): effbench.train's run records, one profile per model and
 a manifest of the planned runs (``runs/suite/``), so that ``bench.py report`` rebuilds the report from the store
 alone. A model that fails (raises, NaN) is recorded with its error and the suite goes on.
+
+Latency is timed under the runtimes of ``settings["runtimes"]`` (default: eager PyTorch, ONNX Runtime fp32 and
+int8, those installed), and the report's latency columns and plot use ``settings["deployment_runtime"]`` (default
+``ort``, ONNX Runtime fp32), eager PyTorch kept beside it.
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ from effbench.train.config import AUX_TASKS
 
 DEFAULT_BUDGET = "quick"
 
-#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads), in ms: the
-#: embedded suite's ten models took 9 s on the 2-core development machine.
-PROFILE_MS = 1000.0
+#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads under three runtimes,
+#: an ONNX export and an int8 quantization), in ms: about 10 s per model on the busy 2-core development machine.
+PROFILE_MS = 10_000.0
 #: Training one frame costs about this many times the model's 1-thread latency (see :func:`frame_cost_ms`).
 TRAIN_FRAME_PER_LATENCY = 4.0
 
@@ -54,6 +58,8 @@ class SuitePlan:
     seeds: dict[str, int]  # model -> number of seeds (each trained with aux off and on)
     configs: list[Any] = field(default_factory=list)  # TrainConfig per (model, aux, seed), in run order
     device: str = "cpu"
+    runtimes: list[str] = field(default_factory=list)  # what the profiles time latency under
+    deployment_runtime: str = "ort"  # the runtime the report's latency columns and plot use
 
     def manifest(self) -> dict[str, Any]:
         """The manifest stored beside the runs (no clock readings: rebuilding the report must not change it)."""
@@ -66,12 +72,33 @@ class SuitePlan:
             "train": self.train,
             "seeds": self.seeds,
             "device": self.device,
+            "runtimes": self.runtimes,
+            "deployment_runtime": self.deployment_runtime,
             "runs": [
                 {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()}
                 | ({"aux_tasks": c.aux_tasks} if c.aux and c.tasks()[1:] != AUX_TASKS else {})
                 for c in self.configs
             ],
         }
+
+
+def suite_runtimes(suite: Suite) -> tuple[list[str], str]:
+    """The runtimes a suite's profiles time, and its deployment runtime (one of them).
+
+    ``settings["runtimes"]`` (default :data:`effbench.profiler.runtimes.DEFAULT`) and
+    ``settings["deployment_runtime"]`` (default :data:`effbench.profiler.runtimes.DEPLOYMENT`).
+
+    Raises:
+        UsageError: An unknown runtime, or a deployment runtime the suite does not time.
+    """
+    from effbench.profiler import runtimes
+
+    names = runtimes.parse(suite.settings.get("runtimes") or runtimes.DEFAULT)
+    deployment = suite.settings.get("deployment_runtime", runtimes.DEPLOYMENT)
+    if deployment not in names:
+        raise UsageError(f"suite {suite.name!r}: deployment_runtime {deployment!r} is not one of its runtimes "
+                         f"({', '.join(names)})")
+    return names, deployment
 
 
 def suite_budgets(suite: Suite) -> dict[str, dict[str, Any]]:
@@ -120,7 +147,8 @@ def plan_suite(
     base = {**suite.settings.get("train", {}), **spec.get("train", {})}
     seed_spec = spec.get("seeds", {})
     models = suite.models()
-    plan = SuitePlan(suite, budget, models, base, {}, device=device)
+    runtimes, deployment = suite_runtimes(suite)
+    plan = SuitePlan(suite, budget, models, base, {}, device=device, runtimes=runtimes, deployment_runtime=deployment)
     for name in suite.trainable_models():  # profile-only models are profiled and reported, not trained
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
@@ -157,8 +185,16 @@ def _data_config_for(name: str, data_config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def profile_model(name: str, *, latency: bool = True) -> ProfileRecord:
+def profile_model(
+    name: str, *, latency: bool = True, runtimes: tuple[str, ...] = ("eager",), calibration_dir: str | None = None
+) -> ProfileRecord:
     """Profile a registered model's deployable form; a failure becomes a record with its error, never a raise.
+
+    Args:
+        name: The registered model.
+        latency: Time it (and measure the GEMM roofline) under ``runtimes``.
+        runtimes: Runtime names; one that cannot run the model records why in the profile's row.
+        calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
 
     Returns:
         The profile record (:class:`effbench.results.ProfileRecord`): the flat row, the reconciliation with the
@@ -174,7 +210,7 @@ def profile_model(name: str, *, latency: bool = True) -> ProfileRecord:
         record["input_shape"] = list(target.input_shape)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            prof = measure.profile_target(target, latency=latency)
+            prof = measure.profile_target(target, latency=latency, runtimes=runtimes, calibration_dir=calibration_dir)
         record.update(profile=prof.as_dict(), reconciliation=prof.reconciliation(), peer_notes=prof.peer_notes(),
                       by_op=[dataclasses.asdict(row) for row in prof.by_op],
                       warnings=sorted({str(w.message) for w in caught}))
@@ -308,7 +344,7 @@ def run_suite(
     todo = _start_store(plan, runs_dir, fresh)
     bar = _Progress(suite_name, PROFILE_MS * len(plan.models), progress)
     try:
-        profiles = _profile_models(plan.models, runs_dir, latency, bar)
+        profiles = _profile_models(plan, runs_dir, latency, bar, out / ".cache")
         cost = {name: frame_cost_ms(name, profiles[name]) for name in plan.models}
         bar.expect(sum(_run_cost(cfg, cost) for cfg in todo))
         if jobs > 1:
@@ -350,12 +386,21 @@ def _finished(path: Path, fingerprint: str | None) -> bool:
         return False
 
 
-def _profile_models(models: list[str], runs_dir: Path, latency: bool, bar: _Progress) -> dict[str, ProfileRecord]:
-    """Profile every model into the store, in order; a failure is recorded and the next model goes on."""
+def _profile_models(
+    plan: SuitePlan, runs_dir: Path, latency: bool, bar: _Progress, cache: Path
+) -> dict[str, ProfileRecord]:
+    """Profile every model into the store, in order, under the plan's installed runtimes (each missing one skipped
+    with a line); a failure is recorded and the next model goes on."""
+    from effbench.profiler import runtimes
+
+    names, skipped = runtimes.available(plan.runtimes)
+    for line in skipped:
+        bar.bar.write(line)
     profiles = {}
-    for name in models:
+    for name in plan.models:
         bar.stage(f"profile {name}")
-        profiles[name] = record = profile_model(name, latency=latency)
+        profiles[name] = record = profile_model(name, latency=latency, runtimes=tuple(names or ("eager",)),
+                                                calibration_dir=str(cache))
         results.write_profile(runs_dir, record)
         if record["status"] != "ok":
             bar.fail(f"{name} profile: {record['error']}")

@@ -177,6 +177,26 @@ def test_latency_ratio_to_reference_same_run():
                                                   "over budget")
 
 
+def test_latency_keys_name_their_runtime(tmp_path):
+    path = _write(tmp_path, "[budgets.m]\nmin_hz_1t = 50\nmin_hz_1t_ort = 2000\nmax_latency_ratio_ort_int8 = 0.1\n"
+                            "tolerance = { hz_1t_ort = 0.3 }\n")  # fmt: skip
+    (budget,) = load_budgets(path).resolve(["m", "ref"])
+    assert budget.runtimes() == ["eager", "ort", "ort-int8"]  # what the gate must time
+    rows = {"m": _row(latency_ms_1t=1.0, hz_1t=1000.0, latency_ms_1t_ort=0.5, hz_1t_ort=2000.0,
+                      latency_ms_1t_ort_int8=0.4),
+            "ref": _row(latency_ms_1t=10.0, latency_ms_1t_ort=2.0, latency_ms_1t_ort_int8=2.0)}  # fmt: skip
+    add_latency_ratios(rows, "ref")  # per runtime: each model against the reference under the same runtime
+    assert (rows["m"]["latency_ratio_1t"], rows["m"]["latency_ratio_1t_ort"]) == (0.1, 0.25)
+    assert rows["m"]["latency_ratio_1t_ort_int8"] == pytest.approx(0.2)
+    result = check([budget], rows, {"m": _row(hz_1t_ort=2500.0)})
+    assert [violation_line(c) for c in result.warnings] == [
+        "warn m latency_ratio_1t_ort_int8: (no baseline) -> 0.200 x, budget 0.1 x: over budget"]
+    assert {c.metric: c.status for c in result.checks if METRICS[c.metric].kind == "latency"} == {
+        "hz_1t": "ok", "hz_1t_ort": "ok", "latency_ratio_1t_ort_int8": "warn"}  # 2000 Hz is within 30% of 2500
+    with pytest.raises(UsageError, match="unknown budget key 'min_hz_1t_onnx'"):
+        load_budgets(_write(tmp_path, "[budgets.m]\nmin_hz_1t_onnx = 5\n"))
+
+
 def test_failed_model_and_changed_shape_fail():
     result = check([ModelBudget("m"), ModelBudget("n")], {"m": {"error": "RuntimeError: boom"}, "n": _row()},
                    {"n": {**_row(), "input_shape": [1, 1, 16, 16]}})
@@ -189,9 +209,10 @@ def test_failed_model_and_changed_shape_fail():
 def test_baseline_round_trip_atomic(tmp_path):
     models = {"b": _row(params=7), "a": {"input_shape": [1, 3, 4, 4], "params": 1, "flops": 2}}
     path = tmp_path / "sub" / "baseline.json"
-    write_baseline(path, models)
+    write_baseline(path, models, {"eager": "torch 2.13.0", "ort": "onnxruntime 1.32.0"})
     doc = read_baseline(path)
     assert doc["models"] == models
+    assert doc["runtimes"] == {"eager": "torch 2.13.0", "ort": "onnxruntime 1.32.0"}
     assert list(doc["models"]) == ["a", "b"]  # sorted, so updates diff cleanly
     assert {"created", "commit", "torch_version", "machine"} <= set(doc)
     assert os.listdir(path.parent) == ["baseline.json"]  # no temporary file left behind

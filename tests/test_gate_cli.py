@@ -50,7 +50,9 @@ def _budgets(tmp_path, text):
 def test_widened_layer_fails_with_the_right_line(tmp_path, toy, capsys):
     _budgets(tmp_path, "[budgets.toy_net]\nmax_params = 200\nmax_weight_kb_fp32 = 0.4\n")
     assert main(["gate", *SHAPE, "--update-baseline"]) == 0
-    assert json.loads((tmp_path / "effbench-baseline.json").read_text())["models"]["toy_net"]["params"] == 90
+    baseline = json.loads((tmp_path / "effbench-baseline.json").read_text())
+    assert baseline["models"]["toy_net"]["params"] == 90
+    assert baseline["runtimes"]["ort"].startswith("onnxruntime ")  # the runtime versions beside the machine
     assert main(["gate", *SHAPE]) == 0  # unchanged model: passes against its own baseline
     capsys.readouterr()
 
@@ -156,3 +158,12 @@ def test_latency_ratio_needs_a_reference(tmp_path, toy, capsys):
     assert "effbench.toml: max_latency_ratio needs `reference = \"MODEL\"`" in capsys.readouterr().err
     assert main(["gate", *SHAPE, "--no-latency"]) == 0  # no latency measured: the ratio is not checked
     assert "toy_net: latency not measured, its latency budgets were not checked" in capsys.readouterr().out
+
+
+def test_latency_budget_under_onnx_runtime(tmp_path, toy, capsys):
+    # No CPU runs a toy at 1e9 Hz under any runtime: the ONNX Runtime budget warns, and names its runtime.
+    _budgets(tmp_path, "[budgets.toy_net]\nmax_params = 90\nmin_hz_1t_ort = 1e9\n")
+    assert main(["gate", *SHAPE]) == 0
+    out = capsys.readouterr().out
+    assert "warn toy_net hz_1t_ort: (no baseline) -> " in out and "budget >= 1,000,000,000 Hz: under budget" in out
+    assert " hz_1t " not in out  # eager PyTorch was not asked for

@@ -83,12 +83,36 @@ def test_module_factory_named_after_it_default_shape(capsys):
         (["--model", "resnet18_imagenet", "--input-shape", "1,5,32,32"], "rejects input shape 1x5x32x32"),
         (["--model", "resnet18_imagenet", "--input-shape", "1,a,32"], "--input-shape '1,a,32'"),
         ([], "nothing to profile"),
+        (["--model", "resnet18_imagenet", "--runtime", "eager,onnxruntime"], "unknown runtime 'onnxruntime'"),
     ],
     ids=["unknown-model", "module-import", "module-attr", "module-not-callable", "module-spec", "module-path-not-py",
-         "module-no-file", "rejected-shape", "bad-shape", "nothing"],  # fmt: skip
+         "module-no-file", "rejected-shape", "bad-shape", "nothing", "unknown-runtime"],  # fmt: skip
 )
 def test_usage_errors_exit_2(args, message, capsys):
     assert main(["profile", "--no-latency", "--no-peers", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err
     assert len(err.splitlines()) == 1
+
+
+def test_runtimes_table_and_json(tiny_model, capsys):
+    assert main(["profile", "--model", tiny_model, "--no-peers", "--runtime", "eager,ort"]) == 0
+    out = capsys.readouterr().out
+    assert "latency by runtime" in out and "GEMM roofline of this core, this run" in out
+    table = out[out.index("latency by runtime"):].splitlines()
+    assert [line.split()[1] for line in table if line.startswith(tiny_model)] == ["eager", "ort"]
+    assert main(["profile", "--model", tiny_model, "--no-peers", "--json", "--runtime", "ort"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["latency_ms_1t_ort"] > 0 and row["file_bytes_ort"] > 4 * 36 and row["runtime_error_ort"] is None
+    assert row["latency_ms_1t"] is None and "latency_ms_1t_ort_int8" not in row  # only the runtimes asked for
+
+
+def test_a_missing_runtime_is_skipped_with_a_line(tiny_model, capsys, monkeypatch):
+    from effbench.profiler import runtimes
+
+    monkeypatch.setattr(runtimes.get("ort-int8"), "missing", lambda: "onnxruntime is not installed (pip install ...)")
+    assert main(["profile", "--model", tiny_model, "--no-peers", "--json", "--runtime", "eager,ort-int8"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "effbench: runtime ort-int8 skipped: onnxruntime is not installed (pip install ...)\n"
+    row = json.loads(captured.out)[0]
+    assert row["latency_ms_1t"] > 0 and "latency_ms_1t_ort_int8" not in row

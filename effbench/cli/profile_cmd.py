@@ -5,6 +5,11 @@ registry input shape; ``--module pkg.mod:factory`` (or ``path/to/file.py:factory
 named after the factory, at ``--input-shape`` (default 1,1,120,160), exactly as ``bench.py gate --module`` gates it.
 A MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one per output element of every other
 arithmetic op (docs/conventions.md).
+
+Latency is timed under each ``--runtime`` (default eager,ort,ort-int8), every model in this one process run, on 1
+thread and on all threads, with the GEMM roofline of this core measured in the same run; a runtime that is not
+installed is skipped with a line saying so, one that cannot run a model (an export the exporter refuses) is
+recorded with its reason and the other models go on.
 """
 
 from __future__ import annotations
@@ -35,8 +40,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, default=3, help="deepest module level --by-module shows (default 3)")
     p.add_argument("--by-op", action="store_true", help="also print the per-op breakdown and the peer reconciliation")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--runtime", metavar="NAMES", default=",".join(_default_runtimes()),
+                   help="comma-separated runtimes to time: eager, ort (ONNX Runtime fp32), ort-int8 (static int8), "
+                   "executorch, executorch-int8 (XNNPACK; pip install -e '.[executorch]') (default: %(default)s)")
     p.add_argument("--no-peers", action="store_true", help="skip fvcore, thop and torch FlopCounterMode")
     p.set_defaults(run=run)
+
+
+def _default_runtimes() -> tuple[str, ...]:
+    # Named here without importing the profiler (and torch), so that `--help` answers at once.
+    return ("eager", "ort", "ort-int8")
+
+
+def runtimes_to_time(text: str) -> list[str]:
+    """The runtimes ``--runtime`` names that are installed; each one that is not is skipped with a line on stderr.
+
+    Raises:
+        UsageError: An unknown runtime name (with the valid ones).
+    """
+    from effbench.profiler import runtimes
+
+    usable, skipped = runtimes.available(runtimes.parse(text))
+    for line in skipped:
+        print(f"effbench: {line}", file=sys.stderr)
+    return usable
 
 
 def _targets(args: argparse.Namespace) -> list[Any]:
@@ -60,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
     from effbench.measure import profile_target
 
     targets = _targets(args)
+    names = runtimes_to_time(args.runtime)
+    latency = bool(names) and not args.no_latency
     in_suite = bool(args.suite) and len(targets) > 1
     rows: list[dict[str, Any]] = []
     profiles = []
     for target in targets:
         try:
-            prof = profile_target(target, latency=not args.no_latency, peers=not args.no_peers)
+            prof = profile_target(target, latency=latency, peers=not args.no_peers, runtimes=names or ("eager",))
         except Exception as err:
             # A model failing inside a suite is recorded and the suite goes on; a single model's bad input is a
             # usage error.
@@ -88,9 +117,60 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         print(summary_table(rows))
+        if latency and any(name != "eager" for name in names):
+            reference = _reference(args)
+            print(f"\nlatency by runtime (batch 1, median of windows; x ref: the median over {reference}'s under the "
+                  "same runtime, same run)" if reference else "\nlatency by runtime (batch 1, median of windows)")
+            print(runtime_table(rows, names, reference))
         for prof in profiles:
             print_breakdowns(prof, args)
     return 1 if len(profiles) < len(targets) else 0
+
+
+def _reference(args: argparse.Namespace) -> str | None:
+    """The suite's reference model when ``--suite`` names one, else None."""
+    if not args.suite:
+        return None
+    from effbench import registry
+
+    return registry.get_suite(args.suite).reference
+
+
+def runtime_table(rows: list[dict[str, Any]], names: list[str], reference: str | None = None) -> str:
+    """One line per model and runtime: 1-thread median, CV, Hz, ratio to the reference under the same runtime,
+    all-threads median, achieved GMAC/s and share of the GEMM roofline, the deployed file's size, the largest output
+    difference from eager, and why a runtime could not run the model; the roofline under the table."""
+    from tabulate import tabulate
+
+    from effbench.results import runtime_suffix
+
+    by_model = {r["model"]: r for r in rows if "macs" in r}
+    table = []
+    for r in by_model.values():
+        for name in names:
+            s = runtime_suffix(name)
+            ms, ref = r.get(f"latency_ms_1t{s}"), (by_model.get(reference) or {}).get(f"latency_ms_1t{s}")
+            table.append([
+                r["model"], name, _f(ms, 3), _f(r.get(f"latency_cv_1t{s}"), 2), _f(r.get(f"hz_1t{s}"), 0),
+                None if not ms or not ref else f"{ms / ref:.3f}", _f(r.get(f"latency_ms_mt{s}"), 3),
+                _f(r.get(f"gmacs_1t{s}"), 2), _f(r.get(f"roofline_frac_1t{s}"), 1, 100),
+                _f(r.get(f"file_bytes{s}"), 1, 1e-3), _f(r.get(f"max_diff{s}"), 5), r.get(f"runtime_error{s}"),
+            ])  # fmt: skip
+    headers = ["model", "runtime", "ms 1t", "CV 1t", "Hz 1t", "x ref", "ms mt", "GMAC/s 1t", "% roofline", "file KB",
+               "max diff", "error"]  # fmt: skip
+    from effbench.provenance import describe_machine, machine
+
+    versions = {r.get(f"runtime_version{runtime_suffix(n)}") for r in by_model.values() for n in names} - {None}
+    note = f"\nmachine: {describe_machine(machine())}; runtimes: {', '.join(sorted(versions))}."
+    roof = next((r.get("roofline_gmacs_1t") for r in by_model.values() if r.get("roofline_gmacs_1t")), None)
+    if roof is not None:
+        note += (f" GEMM roofline of this core, this run: {roof:.1f} GMAC/s (fp32 matmul, 1 thread). max diff: "
+                 "largest |output - eager output| on the timed input.")
+    return tabulate(table, headers=headers, disable_numparse=True) + note
+
+
+def _f(value: float | None, digits: int, scale: float = 1.0) -> str | None:
+    return None if value is None else f"{value * scale:,.{digits}f}"
 
 
 def print_breakdowns(prof: Any, args: argparse.Namespace) -> None:

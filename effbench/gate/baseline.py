@@ -7,7 +7,7 @@ pytest-benchmark result file::
 
     {"commit": "...", "created": "...", "effbench_baseline": 1, "machine": {...},
      "models": {"tiny_hand": {"flops": 33000000, "input_shape": [1, 1, 120, 160], "params": 24000, ...}},
-     "torch_version": "..."}
+     "runtimes": {"eager": "torch 2.13.0+cpu", "ort": "onnxruntime 1.32.0", ...}, "torch_version": "..."}
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ from effbench.results import write_json
 FORMAT_VERSION = 1
 
 
-def write_baseline(path: str | Path, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def write_baseline(
+    path: str | Path, models: Mapping[str, Mapping[str, Any]], runtimes: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Write the baseline atomically, by effbench's JSON rule (sorted keys, so that updates diff cleanly).
 
     Args:
         path: The baseline JSON file.
         models: Model name -> flat profile row (only JSON-serialisable values).
+        runtimes: Runtime name -> its version (``{"ort": "onnxruntime 1.32.0"}``), stored as ``runtimes``.
 
     Returns:
         The document written.
@@ -40,6 +43,7 @@ def write_baseline(path: str | Path, models: Mapping[str, Mapping[str, Any]]) ->
     doc = {
         "effbench_baseline": FORMAT_VERSION,
         **provenance("cpu", where=project),
+        "runtimes": dict(runtimes or {}),
         "models": {name: dict(row) for name, row in sorted(models.items())},
     }
     write_json(path, doc)

@@ -75,6 +75,15 @@ class ModelBudget:
             METRICS[m].kind == "latency" for m in self.tolerance
         )
 
+    def latency_metrics(self) -> list[str]:
+        """The latency metrics this model's budgets and tolerances name (``hz_1t``, ``latency_ratio_1t_ort``...)."""
+        names = [BUDGET_KEYS[k][0] for k in self.limits] + list(self.tolerance)
+        return list(dict.fromkeys(m for m in names if METRICS[m].kind == "latency"))
+
+    def runtimes(self) -> list[str]:
+        """The runtimes those latency metrics are timed under (``eager``, ``ort``...)."""
+        return list(dict.fromkeys(METRICS[m].runtime for m in self.latency_metrics()))
+
     def baseline_metrics(self) -> tuple[str, ...]:
         """Metrics compared with the baseline: every count and byte metric, and latency ones given a tolerance."""
         return HARD_METRICS + tuple(m for m in METRICS if m not in HARD_METRICS and m in self.tolerance)

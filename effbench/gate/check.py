@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from effbench.gate.budgets import ModelBudget
 from effbench.gate.metrics import BUDGET_KEYS, LATENCY_RATIO_KEY, METRICS, Metric
+from effbench.profiler.runtimes import RUNTIMES
+from effbench.results.records import runtime_suffix as suffix
 
 Row = Mapping[str, Any]
 
@@ -95,13 +97,16 @@ class GateResult:
 
 
 def add_latency_ratios(rows: Mapping[str, dict[str, Any]], reference: str | None) -> None:
-    """Set ``latency_ratio_1t`` (median 1-thread latency / the reference's, same run) on every row that can have it."""
+    """Set ``latency_ratio_1t`` (median 1-thread latency / the reference's, same run and runtime) on every row that
+    can have it, under each runtime timed (``latency_ratio_1t_ort``...)."""
     ref = rows.get(reference) if reference else None
-    ref_ms = ref.get("latency_ms_1t") if ref else None
-    for row in rows.values():
-        ms = row.get("latency_ms_1t")
-        if ref_ms and ms is not None:
-            row[LATENCY_RATIO_KEY] = ms / ref_ms
+    for runtime in RUNTIMES:
+        s = suffix(runtime)
+        ref_ms = ref.get(f"latency_ms_1t{s}") if ref else None
+        for row in rows.values():
+            ms = row.get(f"latency_ms_1t{s}")
+            if ref_ms and ms is not None:
+                row[f"{LATENCY_RATIO_KEY}{s}"] = ms / ref_ms
 
 
 def _budget_holds(value: float, budget: float, bound: str) -> bool:

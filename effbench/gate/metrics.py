@@ -11,6 +11,9 @@ named view of that row in the unit people write budgets in:
   the same at fp32.
 - ``latency_ratio_1t`` is this model's median 1-thread latency over the reference model's, both measured in the
   same run, so it carries over between machines far better than absolute milliseconds.
+- Latency metrics name their runtime: ``hz_1t`` and ``latency_ratio_1t`` are eager PyTorch's (as budget files
+  written before runtimes existed mean them), ``hz_1t_ort`` and ``latency_ratio_1t_ort`` ONNX Runtime fp32's,
+  ``hz_1t_ort_int8`` its int8 model's, and so on for every runtime of :mod:`effbench.profiler.runtimes`.
 
 Counts and bytes are deterministic and make hard gates; latency metrics are noisy on shared CI runners and only
 warn unless a budget says ``latency = "error"``.
@@ -21,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from effbench.profiler.runtimes import RUNTIMES
+from effbench.results.records import runtime_suffix as suffix
 
 Row = Mapping[str, Any]
 
@@ -37,6 +43,7 @@ class Metric:
         better: ``lower`` for sizes and times, ``higher`` for rates.
         digits: Decimals shown in reports.
         row_keys: The profile row keys it reads (what the baseline has to keep).
+        runtime: The runtime a latency metric is timed under (None for counts and bytes).
     """
 
     name: str
@@ -46,6 +53,7 @@ class Metric:
     better: Literal["lower", "higher"]
     digits: int
     row_keys: tuple[str, ...]
+    runtime: str | None = None
 
     def format(self, value: float | None) -> str:
         """``value`` with its unit, thousands separated; ``-`` for None."""
@@ -74,13 +82,24 @@ def _sum_scaled(keys: tuple[str, ...], scale: float) -> Callable[[Row], float | 
 
 
 def _metric(name: str, keys: tuple[str, ...], scale: float, unit: str, kind: str, better: str = "lower",
-            digits: int = 0) -> Metric:
+            digits: int = 0, runtime: str | None = None) -> Metric:
     get = _scaled(keys[0], scale) if len(keys) == 1 else _sum_scaled(keys, scale)
-    return Metric(name, get, unit, kind, better, digits, keys)  # type: ignore[arg-type]
+    return Metric(name, get, unit, kind, better, digits, keys, runtime)  # type: ignore[arg-type]
 
 
-#: Latency ratios are computed by the gate (they need the reference row); rows carry them under this key.
+#: Latency ratios are computed by the gate (they need the reference row); rows carry them under this key (eager),
+#: and this key plus the runtime's suffix for the others (``latency_ratio_1t_ort``).
 LATENCY_RATIO_KEY = "latency_ratio_1t"
+
+
+def _latency_metrics() -> list[Metric]:
+    out = []
+    for runtime in RUNTIMES:
+        s = suffix(runtime)
+        out += [_metric(f"hz_1t{s}", (f"hz_1t{s}",), 1, "Hz", "latency", better="higher", digits=1, runtime=runtime),
+                _metric(f"latency_ratio_1t{s}", (f"{LATENCY_RATIO_KEY}{s}",), 1, "x", "latency", digits=3,
+                        runtime=runtime)]  # fmt: skip
+    return out
 
 _KB = 1000.0  # KB = 1000 bytes, see the module docstring
 
@@ -97,8 +116,7 @@ METRICS: dict[str, Metric] = {
         _metric("peak_act_kb_int8", ("peak_act_bytes_int8",), _KB, "KB", "bytes", digits=3),
         _metric("footprint_kb_fp32", ("weight_bytes_fp32", "peak_act_bytes_fp32"), _KB, "KB", "bytes", digits=3),
         _metric("footprint_kb_int8", ("weight_bytes_int8", "peak_act_bytes_int8"), _KB, "KB", "bytes", digits=3),
-        _metric("hz_1t", ("hz_1t",), 1, "Hz", "latency", better="higher", digits=1),
-        _metric("latency_ratio_1t", (LATENCY_RATIO_KEY,), 1, "x", "latency", digits=3),
+        *_latency_metrics(),
     )
 }
 
@@ -113,14 +131,17 @@ BUDGET_KEYS: dict[str, tuple[str, Literal["max", "min"]]] = {
     "max_peak_act_kb_int8": ("peak_act_kb_int8", "max"),
     "max_footprint_kb_fp32": ("footprint_kb_fp32", "max"),
     "max_footprint_kb_int8": ("footprint_kb_int8", "max"),
-    "min_hz_1t": ("hz_1t", "min"),
-    "max_latency_ratio": ("latency_ratio_1t", "max"),
+    **{f"min_hz_1t{suffix(r)}": (f"hz_1t{suffix(r)}", "min") for r in RUNTIMES},
+    **{f"max_latency_ratio{suffix(r)}": (f"latency_ratio_1t{suffix(r)}", "max") for r in RUNTIMES},
 }
 
 #: Metrics compared with the baseline by default (tolerance 0); latency ones only when a tolerance names them.
 HARD_METRICS: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.kind != "latency")
 
+#: Profile row keys of the 1-thread latency under each runtime (kept in the baseline for context with a tolerance).
+LATENCY_MS_KEYS: tuple[str, ...] = tuple(f"latency_ms_1t{suffix(r)}" for r in RUNTIMES)
+
 #: Profile row keys the baseline stores (everything any metric reads, plus the latency figures for context).
 BASELINE_ROW_KEYS: tuple[str, ...] = tuple(
-    dict.fromkeys([k for m in METRICS.values() for k in m.row_keys] + ["flops", "latency_ms_1t"])
+    dict.fromkeys([k for m in METRICS.values() for k in m.row_keys] + ["flops", *LATENCY_MS_KEYS])
 )

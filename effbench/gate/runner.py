@@ -17,7 +17,8 @@ from effbench.errors import UsageError, error_text
 from effbench.gate.baseline import read_baseline, write_baseline
 from effbench.gate.budgets import Budgets, ModelBudget, find_budgets_file, load_budgets
 from effbench.gate.check import GateResult, add_latency_ratios, check
-from effbench.gate.metrics import BASELINE_ROW_KEYS, METRICS
+from effbench.gate.metrics import BASELINE_ROW_KEYS, LATENCY_MS_KEYS, METRICS
+from effbench.profiler import runtimes as rt
 
 ProfileFn = Callable[..., Any]
 
@@ -33,17 +34,24 @@ class GateRun:
     notes: list[str] = field(default_factory=list)
 
 
-def _default_profile(model: Any, input_shape: tuple[int, ...], *, latency: bool) -> dict[str, Any]:
+def _default_profile(
+    model: Any, input_shape: tuple[int, ...], *, latency: bool, runtimes: tuple[str, ...] = ("eager",)
+) -> dict[str, Any]:
     from effbench.profiler import profile
 
-    return profile(model, input_shape, latency=latency).as_dict()
+    return profile(model, input_shape, latency=latency, runtimes=runtimes).as_dict()
 
 
-def profile_model(target: measure.Target, *, latency: bool, profile_fn: ProfileFn | None = None) -> dict[str, Any]:
-    """Build one model's deployable form and profile it; an error of the model's own becomes an ``error`` field."""
+def profile_model(
+    target: measure.Target, *, latency: bool, runtimes: tuple[str, ...] = ("eager",),
+    profile_fn: ProfileFn | None = None,
+) -> dict[str, Any]:
+    """Build one model's deployable form and profile it (timed under ``runtimes`` when ``latency``); an error of the
+    model's own becomes an ``error`` field."""
     profile_fn = profile_fn or _default_profile
     try:
-        row = dict(profile_fn(measure.build_deployable(target), target.input_shape, latency=latency))
+        row = dict(profile_fn(measure.build_deployable(target), target.input_shape, latency=latency,
+                              runtimes=runtimes))
     except UsageError:
         raise  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
     except Exception as err:  # noqa: BLE001 - a model that fails is reported, the others still get gated
@@ -56,12 +64,18 @@ def baseline_row(row: dict[str, Any], budget: ModelBudget) -> dict[str, Any]:
     """What the baseline keeps of a row: counts and bytes, and latency figures only where a tolerance compares them
     (absolute latency is machine-dependent: committing it would churn the file on every update)."""
     keep_latency = any(METRICS[m].kind == "latency" for m in budget.tolerance)
-    latency_keys = {k for m in METRICS.values() if m.kind == "latency" for k in m.row_keys} | {"latency_ms_1t"}
+    latency_keys = {k for m in METRICS.values() if m.kind == "latency" for k in m.row_keys} | set(LATENCY_MS_KEYS)
     out: dict[str, Any] = {"input_shape": row["input_shape"]}
     for key in BASELINE_ROW_KEYS:
         if row.get(key) is not None and (keep_latency or key not in latency_keys):
             out[key] = row[key]
     return out
+
+
+def runtime_versions() -> dict[str, str]:
+    """Each installed runtime's version (``{"eager": "torch 2.13.0", "ort": "onnxruntime 1.32.0", ...}``), for the
+    baseline: a latency compared across baselines means little if the runtime changed between them."""
+    return {name: r.version() for name, r in rt.RUNTIMES.items() if r.missing() is None}
 
 
 def run_gate(
@@ -86,7 +100,8 @@ def run_gate(
         input_shape: Input of the custom models, batch included (default 1,1,120,160).
         update_baseline: Write this run's profiles as the new baseline before checking.
         latency: Measure latency where a budget or tolerance needs it; False skips latency checks.
-        profile_fn: ``(model, input_shape, latency=) -> row``; defaults to ``effbench.profile(...).as_dict()``.
+        profile_fn: ``(model, input_shape, latency=, runtimes=) -> row``; defaults to
+            ``effbench.profile(...).as_dict()``.
         progress: Called with a line per model profiled (for a CLI's stderr).
 
     Raises:
@@ -116,14 +131,17 @@ def run_gate(
     if explicit_baseline and not update_baseline and not baseline_path.is_file():
         read_baseline(baseline_path)  # raises the "does not exist" usage error
 
-    needs_ratio = latency and any("max_latency_ratio" in b.limits or "latency_ratio_1t" in b.tolerance
-                                  for b in model_budgets)
+    needs_ratio = latency and any(m.startswith("latency_ratio_1t") for b in model_budgets for m in b.latency_metrics())
     if needs_ratio and budgets.reference is None:
         raise UsageError(f"{budgets.path}: max_latency_ratio needs `reference = \"MODEL\"` in the budgets table")
     to_profile = list(order)
     if needs_ratio and budgets.reference not in to_profile:
         to_profile.append(budgets.reference)
 
+    # Every model is timed under every runtime some budget names, in one run, so that ratios compare like with like.
+    wanted = [r for r in rt.RUNTIMES if any(r in b.runtimes() for b in model_budgets)] or ["eager"]
+    runtimes, skipped = rt.available(wanted)
+    notes = [f"{line}: its latency budgets were not checked" for line in skipped]
     rows: dict[str, dict[str, Any]] = {}
     for name in to_profile:
         wants_latency = latency and (
@@ -131,10 +149,11 @@ def run_gate(
         if progress:
             progress(f"profiling {name}{' (with latency)' if wants_latency else ''}")
         target = by_name.get(name) or measure.registered(name)
-        rows[name] = profile_model(target, latency=wants_latency, profile_fn=profile_fn)
+        rows[name] = profile_model(target, latency=wants_latency and bool(runtimes),
+                                   runtimes=tuple(runtimes or ("eager",)), profile_fn=profile_fn)
     add_latency_ratios(rows, budgets.reference if needs_ratio else None)
 
-    run = GateRun(GateResult(), budgets_path, baseline_path)
+    run = GateRun(GateResult(), budgets_path, baseline_path, notes=notes)
     baseline_models: dict[str, Any] | None = None
     if update_baseline:
         failed = [n for n in order if rows[n].get("error")]
@@ -142,7 +161,7 @@ def run_gate(
             run.notes.append(f"baseline NOT written: {', '.join(failed)} could not be profiled")
         else:
             baseline_models = {n: baseline_row(rows[n], gated[n]) for n in order}
-            write_baseline(baseline_path, baseline_models)
+            write_baseline(baseline_path, baseline_models, runtime_versions())
             run.baseline_written = True
     elif baseline_path is not None and baseline_path.is_file():
         baseline_models = read_baseline(baseline_path)["models"]

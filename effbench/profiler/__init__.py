@@ -2,7 +2,8 @@
 
 ``effbench.profile(model, input_shape)`` returns a :class:`Profile`; ``Profile.as_dict()`` is one flat row.
 The counting rules are in :mod:`effbench.profiler.counting`, the memory rules in :mod:`effbench.profiler.memory`,
-the latency protocol in :mod:`effbench.profiler.latency`, the peer counters in :mod:`effbench.profiler.peers`.
+the latency protocol in :mod:`effbench.profiler.latency`, the runtimes it times in :mod:`effbench.profiler.runtimes`,
+the GEMM roofline in :mod:`effbench.profiler.roofline`, the peer counters in :mod:`effbench.profiler.peers`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from effbench.errors import UsageError
-from effbench.profiler import counting, latency as latency_mod, memory, peers as peers_mod, trace as trace_mod
+from effbench.profiler import counting, latency as latency_mod, memory, peers as peers_mod, roofline, runtimes as rt_mod
+from effbench.profiler import trace as trace_mod
 from effbench.profiler.latency import Stats, TimingConfig
+from effbench.profiler.runtimes import RuntimeLatency
+from effbench.results.records import runtime_suffix
 
-__all__ = ["ModuleRow", "OpRow", "Profile", "Stats", "TimingConfig", "UnsupportedOpWarning", "profile"]
+__all__ = ["ModuleRow", "OpRow", "Profile", "RuntimeLatency", "Stats", "TimingConfig", "UnsupportedOpWarning",
+           "profile"]
 
 
 class UnsupportedOpWarning(UserWarning):
@@ -63,12 +68,34 @@ class Profile:
     by_op: list[OpRow]
     by_module: list[ModuleRow]
     unsupported_ops: list[str] = field(default_factory=list)
-    latency_1t: Stats | None = None
-    latency_mt: Stats | None = None
-    threads_mt: int | None = None
-    latency_bn_folded: bool | None = None  # whether latency was timed with BatchNorm folded (latency.deployed_copy)
+    runtimes: dict[str, RuntimeLatency] = field(default_factory=dict)  # by runtime name, in the order timed
+    roofline_gmacs: float | None = None  # this process run's fp32 GEMM rate on 1 thread (effbench.profiler.roofline)
     peers: dict[str, peers_mod.PeerCount] = field(default_factory=dict)
     name: str | None = None
+
+    @property
+    def latency_1t(self) -> Stats | None:
+        """Eager PyTorch on 1 thread."""
+        return self._eager("latency_1t")
+
+    @property
+    def latency_mt(self) -> Stats | None:
+        """Eager PyTorch on all threads."""
+        return self._eager("latency_mt")
+
+    @property
+    def threads_mt(self) -> int | None:
+        """The "all threads" setting."""
+        return self._eager("threads_mt")
+
+    @property
+    def latency_bn_folded(self) -> bool | None:
+        """Whether eager PyTorch was timed with BatchNorm folded (latency.deployed_copy)."""
+        return self._eager("bn_folded")
+
+    def _eager(self, attr: str) -> Any:
+        eager = self.runtimes.get("eager")
+        return None if eager is None else getattr(eager, attr)
 
     @property
     def flops_lower_bound(self) -> bool:
@@ -92,17 +119,19 @@ class Profile:
         return peers_mod.explain(self.by_type(), self.peers)
 
     def as_dict(self) -> dict[str, Any]:
-        """One flat row, in base units (counts, bytes, ms, Hz); latency keys None when latency was not measured."""
-        l1, lm = self.latency_1t, self.latency_mt
+        """One flat row, in base units (counts, bytes, ms, Hz); eager's latency keys None when it was not timed.
 
-        def ms(v: float | None) -> float | None:
-            return None if v is None else v * 1e3
+        Eager PyTorch's latency keys have no suffix (``latency_ms_1t``, ``hz_1t``), as before runtimes existed; every
+        other runtime's carry its name (``latency_ms_1t_ort``, ``hz_1t_ort_int8``, ``file_bytes_ort``), and appear
+        only for the runtimes timed.
+        """
 
         def peer(name: str) -> float | None:
             p = self.peers.get(name)
             return None if p is None or p.macs is None else p.macs
 
-        return {
+        eager = self.runtimes.get("eager") or RuntimeLatency("eager")
+        row = {
             "model": self.name,
             "input_shape": "x".join(map(str, self.input_shape)),
             "macs": self.macs,
@@ -115,23 +144,58 @@ class Profile:
             "peak_act_bytes_fp32": self.peak.bytes_fp32,
             "peak_act_bytes_int8": self.peak.bytes_int8,
             "peak_act_op": self.peak.op,
-            "latency_ms_1t": ms(l1 and l1.median),
-            "latency_p90_ms_1t": ms(l1 and l1.p90),
-            "latency_cv_1t": None if l1 is None else l1.cv,
-            "latency_runs_1t": None if l1 is None else l1.runs,
-            "hz_1t": None if l1 is None else 1.0 / l1.median,
-            "latency_ms_mt": ms(lm and lm.median),
-            "latency_p90_ms_mt": ms(lm and lm.p90),
-            "latency_cv_mt": None if lm is None else lm.cv,
-            "hz_mt": None if lm is None else 1.0 / lm.median,
-            "threads_mt": self.threads_mt if lm is not None else None,
-            "latency_bn_folded": self.latency_bn_folded,
+            **_timing_keys(eager, ""),
+            "threads_mt": eager.threads_mt if eager.latency_mt is not None else None,
+            "latency_bn_folded": eager.bn_folded,
             "macs_fvcore": peer("fvcore"),
             "macs_thop": peer("thop"),
             "macs_torch": peer("torch"),
             "flops_lower_bound": self.flops_lower_bound,
             "unsupported_ops": ",".join(self.unsupported_ops),
         }
+        if self.runtimes:
+            row["roofline_gmacs_1t"] = self.roofline_gmacs
+            for name, result in self.runtimes.items():
+                suffix = runtime_suffix(name)
+                if suffix:
+                    row.update(_timing_keys(result, suffix))
+                row.update(self._rate_keys(result, suffix))
+        return row
+
+    def _rate_keys(self, result: RuntimeLatency, suffix: str) -> dict[str, Any]:
+        """A runtime's achieved GMAC/s on 1 thread and its fraction of the roofline, its file, version and error."""
+        l1 = result.latency_1t
+        gmacs = None if l1 is None else self.macs / l1.median / 1e9
+        frac = None if gmacs is None or not self.roofline_gmacs else gmacs / self.roofline_gmacs
+        return {
+            f"gmacs_1t{suffix}": gmacs,
+            f"roofline_frac_1t{suffix}": frac,
+            f"latency_spread_1t{suffix}": None if l1 is None else l1.spread,
+            f"file_bytes{suffix}": result.file_bytes,
+            f"max_diff{suffix}": result.max_diff,
+            f"runtime_version{suffix}": result.version,
+            f"runtime_error{suffix}": result.error,
+        }
+
+
+def _timing_keys(result: RuntimeLatency, suffix: str) -> dict[str, Any]:
+    """Median, p90, CV, runs and Hz on 1 thread and on all threads, under keys ending in ``suffix``."""
+    l1, lm = result.latency_1t, result.latency_mt
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else v * 1e3
+
+    return {
+        f"latency_ms_1t{suffix}": ms(l1 and l1.median),
+        f"latency_p90_ms_1t{suffix}": ms(l1 and l1.p90),
+        f"latency_cv_1t{suffix}": None if l1 is None else l1.cv,
+        f"latency_runs_1t{suffix}": None if l1 is None else l1.runs,
+        f"hz_1t{suffix}": None if l1 is None else 1.0 / l1.median,
+        f"latency_ms_mt{suffix}": ms(lm and lm.median),
+        f"latency_p90_ms_mt{suffix}": ms(lm and lm.p90),
+        f"latency_cv_mt{suffix}": None if lm is None else lm.cv,
+        f"hz_mt{suffix}": None if lm is None else 1.0 / lm.median,
+    }
 
 
 def _input_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -194,6 +258,8 @@ def profile(
     timing: TimingConfig = TimingConfig(),
     example_input: Tensor | None = None,
     name: str | None = None,
+    runtimes: Sequence[str] = ("eager",),
+    calibration_dir: str | None = None,
 ) -> Profile:
     """Profile ``model`` on one input of ``input_shape`` (batch included).
 
@@ -203,12 +269,16 @@ def profile(
     Args:
         model: Any module; a model returning a dict or tuple works.
         input_shape: Batch first, e.g. ``(1, 1, 120, 160)``.
-        latency: Measure latency on 1 thread and on ``threads`` threads.
+        latency: Measure latency on 1 thread and on ``threads`` threads, under each of ``runtimes``, and this process
+            run's GEMM roofline (measured once per run).
         peers: Also run fvcore, thop and torch's FlopCounterMode on the model.
         threads: The "all threads" setting; default: torch's current ``get_num_threads()``.
         timing: Warm-up and timed-loop lengths.
         example_input: The input to run; default a seeded standard-normal tensor of ``input_shape``.
         name: Stored in the profile and its flat row as ``model``.
+        runtimes: Runtime names (:data:`effbench.profiler.runtimes.RUNTIMES`); one that cannot run the model (not
+            installed, an export the exporter refuses) is recorded with its reason, and the others still run.
+        calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
 
     Raises:
         UsageError: If the shape is malformed or the model rejects an input of that shape (its error shortened).
@@ -246,11 +316,11 @@ def profile(
         if peers:
             result.peers = peers_mod.peer_counts(model, x)
         if latency:
-            all_threads = threads or torch.get_num_threads()
-            deployed, result.latency_bn_folded = latency_mod.deployed_copy(model)
-            result.latency_1t = latency_mod.measure(deployed, x, 1, timing)
-            result.latency_mt = latency_mod.measure(deployed, x, all_threads, timing)
-            result.threads_mt = all_threads
+            names = rt_mod.parse(runtimes)
+            deployed, folded = latency_mod.deployed_copy(model)
+            result.roofline_gmacs = roofline.roofline_gmacs(1)
+            result.runtimes = rt_mod.measure(deployed, x, names, threads=threads or torch.get_num_threads(),
+                                             timing=timing, bn_folded=folded, calibration_dir=calibration_dir)
         return result
     finally:
         for m, training in modes.items():

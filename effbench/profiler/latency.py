@@ -1,12 +1,14 @@
 """Latency: a timed loop apart from a small Stats object (after pytest-benchmark's ``stats.py``).
 
-The protocol (docs/conventions.md): batch 1, inference mode, after warm-up, on the model as a runtime deploys it:
-a copy with every BatchNorm that follows a convolution folded into it (:func:`deployed_copy`), as the memory figure
-assumes too; median and p90 over enough runs for a stable median, with the coefficient of variation; on 1 thread
-(the embedded-like figure) and on all threads; Hz = 1 / median. The
-defaults keep the cost near one second per small model, so a whole suite profiles in seconds: the median of a
-few dozen runs is stable to a few percent on an idle machine, and the CV says when it was not. A slow model (or a
-busy machine) gets at least 5 timed runs and about a second per thread setting.
+The protocol (docs/conventions.md) follows MLPerf Tiny's single-stream rule: batch 1, inference mode, warm-up, then
+several timed windows; the latency is the median of the windows' medians (one busy moment moves one window, not
+the figure), reported with p90 and the coefficient of variation over all runs; on 1 thread (the embedded-like
+figure) and on all threads; Hz = 1 / median. Eager PyTorch runs the model as a runtime deploys it: a copy with
+every BatchNorm that follows a convolution folded into it (:func:`deployed_copy`), as the memory figure assumes
+too; the other runtimes are in :mod:`effbench.profiler.runtimes`. The defaults keep the cost near one second per
+model and runtime, so a whole suite profiles in a minute or two: the median of a few dozen runs is stable to a few
+percent on an idle machine, and the CV says when it was not. A slow model (or a busy machine) gets at least 5
+timed runs and about a second per thread setting.
 """
 
 from __future__ import annotations
@@ -18,28 +20,54 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 
 @dataclass(frozen=True)
 class Stats:
-    """Summary of raw timing samples, in seconds."""
+    """Summary of raw timing samples, in seconds, taken in one or more windows.
+
+    Attributes:
+        samples: Every timed run, in order.
+        windows: The number of runs in each window, in order (one window: all the samples).
+    """
 
     samples: tuple[float, ...]
+    windows: tuple[int, ...] = ()
 
     @classmethod
-    def from_samples(cls, samples: list[float]) -> Stats:
+    def from_samples(cls, samples: list[float], windows: list[int] | None = None) -> Stats:
+        """Stats of ``samples``; ``windows`` gives the runs per window (their sum must be ``len(samples)``)."""
         if not samples:
             raise ValueError("no timing samples")
-        return cls(tuple(samples))
+        sizes = tuple(windows) if windows else (len(samples),)
+        if sum(sizes) != len(samples) or min(sizes) < 1:
+            raise ValueError(f"window sizes {sizes} do not split {len(samples)} samples")
+        return cls(tuple(samples), sizes)
 
     @property
     def runs(self) -> int:
         return len(self.samples)
 
     @property
+    def window_medians(self) -> tuple[float, ...]:
+        """The median of each window."""
+        out, start = [], 0
+        for size in self.windows or (self.runs,):
+            out.append(statistics.median(self.samples[start : start + size]))
+            start += size
+        return tuple(out)
+
+    @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        """The median of the windows' medians (MLPerf Tiny single-stream); of all samples for one window."""
+        return statistics.median(self.window_medians)
+
+    @property
+    def spread(self) -> float:
+        """How far the windows' medians lie apart: (slowest - fastest) / median; 0 for one window."""
+        meds = self.window_medians
+        return (max(meds) - min(meds)) / self.median if self.median > 0 else 0.0
 
     @property
     def mean(self) -> float:
@@ -69,11 +97,12 @@ class Stats:
 
 @dataclass(frozen=True)
 class TimingConfig:
-    """How long to time one model on one thread setting."""
+    """How long to time one model on one thread setting; run counts and times are totals over the windows."""
 
     warmup_s: float = 0.05  # warm up for at least warmup_runs and at least this long...
     warmup_runs: int = 2
-    budget_s: float = 0.35  # ...then time at least min_runs and until budget_s has passed...
+    windows: int = 5  # ...then time this many windows (MLPerf Tiny: five), each one share of what follows...
+    budget_s: float = 0.35  # ...at least min_runs in all and until budget_s has passed...
     min_runs: int = 10
     max_s: float = 1.0  # ...but stop at max_s once min_runs_slow runs are in (a slow model, a busy machine)
     min_runs_slow: int = 5
@@ -81,24 +110,37 @@ class TimingConfig:
 
 
 def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> Stats:
-    """Warm up, then time ``fn()`` repeatedly; return the Stats of the timed runs."""
+    """Warm up, then time ``fn()`` in ``config.windows`` windows; return the Stats of the timed runs.
+
+    Each window gets an equal share of the run counts (rounded up, so the totals are minimums) and of the times;
+    there are never more windows than ``max_runs``.
+    """
     start = time.perf_counter()
     runs = 0
     while runs < config.warmup_runs or (time.perf_counter() - start < config.warmup_s and runs < config.max_runs):
         fn()
         runs += 1
+    n_windows = max(1, min(config.windows, config.max_runs))
+    min_runs, min_slow = -(-config.min_runs // n_windows), -(-config.min_runs_slow // n_windows)
+    max_runs = max(1, config.max_runs // n_windows)
+    budget_s, max_s = config.budget_s / n_windows, config.max_s / n_windows
     samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < config.max_runs:
-        elapsed = time.perf_counter() - start
-        if len(samples) >= config.min_runs and elapsed >= config.budget_s:
-            break
-        if len(samples) >= config.min_runs_slow and elapsed >= config.max_s:
-            break
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return Stats.from_samples(samples)
+    sizes: list[int] = []
+    for _ in range(n_windows):
+        window: list[float] = []
+        start = time.perf_counter()
+        while len(window) < max_runs:
+            elapsed = time.perf_counter() - start
+            if len(window) >= min_runs and elapsed >= budget_s:
+                break
+            if len(window) >= min_slow and elapsed >= max_s:
+                break
+            t0 = time.perf_counter()
+            fn()
+            window.append(time.perf_counter() - t0)
+        samples += window
+        sizes.append(len(window))
+    return Stats.from_samples(samples, sizes)
 
 
 class _FoldTracer(torch.fx.Tracer):
@@ -136,16 +178,3 @@ def deployed_copy(model: nn.Module) -> tuple[nn.Module, bool]:
         return fuse(torch.fx.GraphModule(root, graph), inplace=True, no_trace=True), True
     except Exception:  # untraceable Python control flow: time the original, and say so
         return model, False
-
-
-def measure(
-    model: nn.Module, x: Tensor, threads: int, config: TimingConfig = TimingConfig()
-) -> Stats:
-    """Time ``model(x)`` in inference mode on ``threads`` threads; torch's thread setting is restored after."""
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            return time_fn(lambda: model(x), config)
-    finally:
-        torch.set_num_threads(before)

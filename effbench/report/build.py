@@ -17,6 +17,7 @@ from effbench.provenance import describe_machine
 from effbench.report import claims, tables
 from effbench.report.curves import plot_curves
 from effbench.report.frame import results_frame
+from effbench.report.runtime import LatencyView, header_lines, latency_view
 from effbench.report.pareto import Point, plot_pareto
 from effbench.results import Store, load_store, write_atomic
 
@@ -42,6 +43,12 @@ COUNTING_RULES = (
     "batch 1, BatchNorm folded, activations in place, each tensor freed after its last use, the input counted while "
     "live. Deployed footprint = weight bytes + peak activation bytes (int8 here). KB = 1000 bytes. Latency: batch "
     "1, inference mode, median after warm-up, on 1 thread; ratios to the reference come from the same run."
+)
+#: The latency sentence of the counting rules when a deployment runtime's latency is shown.
+LATENCY_RULE_RUNTIME = (
+    "Latency: batch 1, after warm-up, the median of five timed windows' medians (MLPerf Tiny single-stream), on 1 "
+    "thread, under the latency runtime named below (eager PyTorch and other runtimes as extra columns); ratios to the "
+    "reference come from the same run."
 )
 
 
@@ -112,12 +119,12 @@ def budget_lines(store: Store, frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def headline(frame: pd.DataFrame, store: Store) -> str | None:
+def headline(frame: pd.DataFrame, store: Store, view: LatencyView = LatencyView(None)) -> str | None:
     """One sentence comparing the suite's first model with the reference: cost ratios and EPE with aux."""
     ref, models = store.reference, store.models
     if not ref or not models or models[0] == ref:
         return None
-    ratio = tables.ratio_table(frame, ref)
+    ratio = tables.ratio_table(frame, ref, view.cost_columns)
     acc = tables.accuracy_table(frame)
     if ratio.empty or models[0] not in set(ratio["model"]) or models[0] not in set(acc["model"]):
         return None
@@ -127,7 +134,7 @@ def headline(frame: pd.DataFrame, store: Store) -> str | None:
         return None
     return (
         f"`{models[0]}` against `{ref}`: {r['MFLOPs']} of the FLOPs, {r['params']} of the parameters, "
-        f"{r['Hz 1t']} the 1-thread rate; EPE with aux {a.loc[models[0], 'EPE px on']} px "
+        f"{r['Hz 1t']} the 1-thread rate{f' under {view.runtime}' if view.runtime else ''}; EPE with aux {a.loc[models[0], 'EPE px on']} px "
         f"(without: {a.loc[models[0], 'EPE px off']}) against {a.loc[ref, 'EPE px on']} px "
         f"(without: {a.loc[ref, 'EPE px off']})."
     )
@@ -207,32 +214,41 @@ def curve_lines(store: Store, plots: list[str]) -> list[str]:
 
 
 def render_markdown(
-    store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str, curve_plots: list[str] = ()
+    store: Store,
+    frame: pd.DataFrame,
+    plots: list[tuple[str, str]],
+    metric: str,
+    view: LatencyView = LatencyView(None),
+    curve_plots: list[str] = (),
 ) -> str:
-    """The text of ``report.md``."""
+    """The text of ``report.md``; latency from ``view``'s runtime (eager PyTorch, the old layout, by default)."""
     facts = header_facts(store)
     ref = store.reference
     lines = [f"# effbench report: suite `{store.suite}`", ""]
     lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += header_lines(view, frame)
     if ref:
         lines.append(f"- reference model: `{ref}`")
     lines += budget_lines(store, frame)
-    lines += [f"- counting rules: {COUNTING_RULES}", ""]
+    rules = COUNTING_RULES
+    if view.runtime:
+        rules = rules[: rules.index("Latency:")] + LATENCY_RULE_RUNTIME
+    lines += [f"- counting rules: {rules}", ""]
     failures = tables.failures_table(frame)
     if not failures.empty:
         lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
                   "is complete.", ""]
-    line = headline(frame, store)
+    line = headline(frame, store, view)
     if line:
         lines += [line, ""]
     if ref and store.models and store.models[0] != ref:
         lines += claims.claim_lines(frame, store.models[0], ref)
-    lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame)), ""]
+    lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame, view.cost_columns)), ""]
     if ref:
         lines += [f"## Cost relative to `{ref}` (same run)", ""]
         lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).",
                   ""]
-        lines += [tables.to_markdown(tables.ratio_table(frame, ref)), ""]
+        lines += [tables.to_markdown(tables.ratio_table(frame, ref, view.cost_columns)), ""]
     lines += ["## Accuracy without and with auxiliary tasks", ""]
     lines += [
         "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
@@ -292,8 +308,11 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     if metric not in PLOT_METRICS:
         raise UsageError(f"unknown plot metric {metric!r}; valid: {', '.join(PLOT_METRICS)}")
     metric_key, metric_name, ylabel = PLOT_METRICS[metric]
+    view = latency_view(store, frame)
     plots = []
     for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS:
+        if stem == "latency" and view.runtime:
+            cost_key, xlabel, cost_name = view.latency_key, view.axis_title, f"latency ({view.runtime})"
         fname = f"pareto_{stem}.png"
         points = pareto_points(frame, cost_key, scale, metric_key)
         title = f"suite {store.suite}: {metric_name} against {cost_name}"
@@ -304,5 +323,6 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     flops = {name: f for name, f in flops.items() if f}
     curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves")
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
-    written.append(write_atomic(out / "report.md", render_markdown(store, frame, plots, metric, list(curve_pngs))))
+    markdown = render_markdown(store, frame, plots, metric, view, list(curve_pngs))
+    written.append(write_atomic(out / "report.md", markdown))
     return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame}

@@ -128,37 +128,45 @@ def profile_failed(row: pd.Series) -> str | None:
     return None
 
 
-def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cost of each deployable model: MACs, MFLOPs, params, weight, peak activation and footprint KB, latency."""
+#: Cost columns that are no cost, so have no ratio to the reference.
+NO_RATIO: frozenset[str] = frozenset({"CV 1t"})
+
+
+def cost_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, float, int]] = COST_COLUMNS) -> pd.DataFrame:
+    """Cost of each deployable model: MACs, MFLOPs, params, weight, peak activation and footprint KB, latency
+    (``columns``: :data:`COST_COLUMNS`, or a runtime's, :func:`effbench.report.runtime.latency_view`)."""
     rows = []
     for name, row in model_profiles(frame).iterrows():
         failed = profile_failed(row)
         cells = {"model": name}
-        for title, key, scale, digits in COST_COLUMNS:
+        for title, key, scale, digits in columns:
             cells[title] = NA if failed else fmt(row.get(key), digits, scale)
         if failed:
-            cells[COST_COLUMNS[0][0]] = failed
+            cells[columns[0][0]] = failed
         rows.append(cells)
-    return pd.DataFrame(rows, columns=["model"] + [c[0] for c in COST_COLUMNS])
+    return pd.DataFrame(rows, columns=["model"] + [c[0] for c in columns])
 
 
-def ratio_table(frame: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+def ratio_table(
+    frame: pd.DataFrame, reference: str | None, columns: Sequence[tuple[str, str, float, int]] = COST_COLUMNS
+) -> pd.DataFrame:
     """Each cost as a percentage of the reference model's, measured in the same run; Hz as a multiple of it."""
     profiles = model_profiles(frame)
-    columns = ["model"] + [c[0] for c in COST_COLUMNS]
+    columns = [c for c in columns if c[0] not in NO_RATIO]
+    titles = ["model"] + [c[0] for c in columns]
     if reference is None or reference not in profiles.index or profile_failed(profiles.loc[reference]):
-        return pd.DataFrame([], columns=columns)
+        return pd.DataFrame([], columns=titles)
     ref = profiles.loc[reference]
     rows = []
     for name, row in profiles.iterrows():
         failed = profile_failed(row)
         cells = {"model": name}
-        for title, key, _, _ in COST_COLUMNS:
-            cells[title] = NA if failed else fmt_ratio(row.get(key), ref.get(key), times=key == "prof_hz_1t")
+        for title, key, _, _ in columns:
+            cells[title] = NA if failed else fmt_ratio(row.get(key), ref.get(key), times=key.startswith("prof_hz_1t"))
         if failed:
-            cells[COST_COLUMNS[0][0]] = "failed"
+            cells[columns[0][0]] = "failed"
         rows.append(cells)
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=titles)
 
 
 def _runs(frame: pd.DataFrame, model: str, aux: bool) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from effbench.results.records import (
     make_run_record,
     model_fingerprint,
     reusable,
+    runtime_suffix,
 )
 from effbench.results.store import (
     Store,
@@ -53,6 +54,7 @@ __all__ = [
     "read_run",
     "record_path",
     "reusable",
+    "runtime_suffix",
     "save_checkpoint",
     "write_atomic",
     "write_json",

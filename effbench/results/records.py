@@ -78,6 +78,12 @@ class ProfileRecord(TypedDict):
 _SCHEMA1_REQUIRED = {RunRecord: ("config", "config_hash", "status"), ProfileRecord: ("model", "status")}
 
 
+def runtime_suffix(runtime: str) -> str:
+    """The suffix of a runtime's keys in a profile row: none for eager PyTorch (its keys, ``latency_ms_1t``, are
+    older than runtimes), ``_ort`` for ``ort``, ``_ort_int8`` for ``ort-int8``."""
+    return "" if runtime == "eager" else "_" + runtime.replace("-", "_")
+
+
 def _accepts(value: Any, hint: Any) -> bool:
     """Whether ``value`` fits a field's type hint (``str | None``, ``dict[str, Any]``, ``float``...)."""
     if hint is Any:

@@ -1,0 +1,198 @@
+"""Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, int8 keeps the
+soft-argmax head in fp32, a model the exporter refuses is recorded with its reason, MLPerf Tiny windows, the
+roofline, and nothing written under the home folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from effbench import create_model, profile, registry
+from effbench.measure import build_deployable, registered
+from effbench.profiler import Stats, TimingConfig, runtimes as rt
+from effbench.profiler.latency import deployed_copy, time_fn
+from effbench.profiler.roofline import gemm_gmacs
+from effbench.profiler.runtimes import onnx_export
+from effbench.profiler.runtimes.ort_int8 import head_nodes
+
+FAST = TimingConfig(warmup_s=0.0, warmup_runs=1, windows=2, budget_s=0.0, min_runs=2, min_runs_slow=2, max_runs=4)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BatchNorm statistics (so that folding matters) and a sharp keypoint head (so that keypoints move with
+    the features: a fresh head's near-uniform softmax puts every keypoint at the frame's centre)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.weight.data.copy_(1 + 0.1 * torch.randn(n, generator=g))
+    head = getattr(model, "heatmap", None)
+    if isinstance(head, nn.Conv2d):
+        head.weight.data.normal_(0.0, 1.0, generator=g)
+    return model.eval()
+
+
+def _input(shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    if len(shape) == 4 and shape[1] == 1:
+        return 300 + 700 * torch.rand(shape, generator=g)  # a depth frame, 0.3 to 1 m
+    return torch.randn(shape, generator=g)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n == "tiny_hand" else pytest.mark.slow) for n in registry.list_models()]
+)
+def test_onnx_runtime_outputs_equal_eager(name, tmp_path):
+    info = registry.model_info(name)
+    torch.manual_seed(0)
+    model = _trained_like(build_deployable(registered(name)))
+    x = _input(info.input_shape)
+    net, folded = deployed_copy(model)
+    ws = rt.Workspace(net, x, tmp_path, folded)
+    prepared = rt.get("ort").prepare(ws)
+    out, ref = prepared.run(x), ws.reference_outputs()
+    assert list(out) == list(ref)  # the same names, in the same order
+    for k in ref:
+        # Keypoints to 1e-3 px; other outputs (heatmap logits, class logits) to the same absolute tolerance.
+        torch.testing.assert_close(out[k], ref[k], atol=1e-3, rtol=1e-4, msg=f"{name}: output {k}")
+    # The file holds every weight once, at 4 bytes, and a little graph.
+    params = sum(p.numel() for p in net.parameters())
+    assert 4 * params <= prepared.file_bytes <= 4 * params * 1.02 + 80_000
+
+
+def test_int8_keeps_the_soft_argmax_head_in_fp32(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    model = _trained_like(create_model("tiny_hand").deployable())
+    x = _input((1, 1, 120, 160))
+    ws = rt.Workspace(deployed_copy(model)[0], x, tmp_path)
+    fp32 = onnx.load(str(onnx_export.exported(ws)))
+    by_name = {n.name: n for n in fp32.graph.node}
+    # Everything after the heatmap convolution: the soft-argmax's reshape, softmax and expectation matmul.
+    assert sorted(by_name[n].op_type for n in head_nodes(fp32)) == ["MatMul", "Reshape", "Softmax"]
+    prepared = rt.get("ort-int8").prepare(ws)
+    int8 = onnx.load(str(prepared.path))
+    producer = {o: n for n in int8.graph.node for o in n.output}
+    softmax = next(n for n in int8.graph.node if n.op_type == "Softmax")
+    assert producer[softmax.input[0]].op_type != "DequantizeLinear"  # the softmax reads fp32, not int8 levels
+    assert sum(n.op_type == "QuantizeLinear" for n in int8.graph.node) >= 9  # the convolutions' inputs are int8
+    assert prepared.file_bytes < 0.7 * onnx_export.exported(ws).stat().st_size  # int8 weights
+    assert prepared.run(x)["keypoints"].shape == (1, 8, 2)  # its accuracy: test_runtime_eval.py
+
+
+class _Branchy(nn.Module):
+    """Data-dependent Python control flow: the exporter cannot trace it; eager PyTorch runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y if y.flatten().tolist()[0] > 0 else -y
+
+
+def test_unexportable_model_is_recorded_with_the_exporters_reason():
+    row = profile(_Branchy(), (1, 1, 8, 8), peers=False, timing=FAST, runtimes=("eager", "ort", "ort-int8")).as_dict()
+    assert row["latency_ms_1t"] > 0  # eager still timed
+    assert row["runtime_error_ort"].startswith("export failed: ") and "data-dependent" in row["runtime_error_ort"]
+    assert row["runtime_error_ort_int8"] == row["runtime_error_ort"]  # one export, shared
+    assert row["latency_ms_1t_ort"] is None and row["hz_1t_ort"] is None and row["file_bytes_ort"] is None
+    assert len(row["runtime_error_ort"]) <= 320 and "\n" not in row["runtime_error_ort"]
+
+
+def test_profile_row_by_runtime():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 4, 3, padding=1))  # fmt: skip
+    p = profile(model, (1, 1, 16, 16), peers=False, timing=FAST, threads=2, runtimes=("eager", "ort", "ort-int8"))
+    row = p.as_dict()
+    assert list(p.runtimes) == ["eager", "ort", "ort-int8"]
+    for s in ("", "_ort", "_ort_int8"):
+        assert row[f"latency_ms_1t{s}"] > 0 and row[f"hz_1t{s}"] == pytest.approx(1e3 / row[f"latency_ms_1t{s}"])
+        assert row[f"latency_ms_mt{s}"] > 0 and row[f"latency_runs_1t{s}"] == 2  # 2 windows x 1 run
+        assert row[f"gmacs_1t{s}"] == pytest.approx(p.macs / row[f"latency_ms_1t{s}"] / 1e6)
+        assert row[f"roofline_frac_1t{s}"] == pytest.approx(row[f"gmacs_1t{s}"] / row["roofline_gmacs_1t"])
+        assert row[f"runtime_error{s}"] is None
+    assert row["runtime_version"] == f"torch {torch.__version__}"
+    assert row["runtime_version_ort"].startswith("onnxruntime ") and row["file_bytes"] is None
+    assert row["max_diff_ort"] < 1e-4 and row["file_bytes_ort"] > 4 * 8 * 9
+    assert row["latency_bn_folded"] is True and row["threads_mt"] == 2
+    eager_only = profile(model, (1, 1, 16, 16), peers=False, timing=FAST).as_dict()
+    assert "latency_ms_1t_ort" not in eager_only and eager_only["latency_ms_1t"] > 0
+
+
+def test_unknown_runtime_is_a_usage_error():
+    from effbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown runtime 'ort_int8'; closest: ort-int8"):
+        rt.parse("eager,ort_int8")
+    assert rt.parse(" ort , eager,ort") == ["ort", "eager"]
+
+
+def test_windows_median_of_medians():
+    s = Stats.from_samples([1.0, 2.0, 9.0, 4.0, 5.0, 6.0], [3, 3])
+    assert s.window_medians == (2.0, 5.0) and s.median == 3.5  # not 4.5, the median of all six
+    assert s.spread == pytest.approx(3.0 / 3.5)
+    assert Stats.from_samples([1.0, 3.0]).median == 2.0  # one window: the plain median
+    with pytest.raises(ValueError):
+        Stats.from_samples([1.0, 2.0], [3])
+    stats = time_fn(lambda: None, TimingConfig(warmup_s=0, warmup_runs=1, windows=5, budget_s=0, min_runs=10,
+                                               max_runs=500))  # fmt: skip
+    assert stats.windows == (2, 2, 2, 2, 2)  # min_runs spread over the windows
+
+
+def test_roofline_is_a_rate():
+    small = TimingConfig(warmup_s=0, warmup_runs=1, windows=2, budget_s=0, min_runs=2, max_runs=2)
+    assert 0.1 < gemm_gmacs(1, size=128, timing=small) < 10_000  # GMAC/s of one core, any CPU
+
+
+def test_nothing_written_outside_the_temp_dir(tmp_path):
+    """ONNX Runtime writes telemetry and a device id under the home folder unless told not to; the int8 calibration
+    frames go to the system temp folder. A profile run under all three runtimes leaves home and cwd empty."""
+    home, work, tmp = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
+    for d in (home, work, tmp):
+        d.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench.py"), "profile", "--model", "tiny_hand_slim", "--no-peers", "--json",
+         "--runtime", "eager,ort,ort-int8"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)[0]
+    assert row["hz_1t_ort_int8"] > 0 and row["runtime_error_ort_int8"] is None
+    assert not list(home.rglob("*")), f"written under home: {list(home.rglob('*'))}"
+    assert not list(work.iterdir())
+    assert [p.name for p in tmp.iterdir()] == ["effbench-calibration"]  # the exports' folder is gone too
+
+
+@pytest.mark.slow
+def test_executorch_fp32_and_int8_on_one_thread(tmp_path):
+    """The optional ExecuTorch runtimes (``pip install -e ".[executorch]"``): XNNPACK's outputs equal eager's, int8
+    halves the program, and its thread pool is timed on 1 thread only."""
+    why = rt.get("executorch").missing()
+    if why is not None:
+        pytest.skip(why)
+    torch.manual_seed(0)
+    model = _trained_like(create_model("tiny_hand").deployable())
+    x = _input((1, 1, 120, 160))
+    net, folded = deployed_copy(model)
+    results = rt.measure(net, x, ["executorch", "executorch-int8"], threads=2, timing=FAST, bn_folded=folded,
+                         calibration_dir=tmp_path)  # fmt: skip
+    fp32, int8 = results["executorch"], results["executorch-int8"]
+    assert fp32.error is None and int8.error is None, (fp32.error, int8.error)
+    assert fp32.max_diff < 1e-3 and fp32.version.startswith("executorch ")
+    assert fp32.latency_1t.median > 0 and fp32.latency_mt is None and fp32.threads_mt is None
+    assert int8.file_bytes < 0.7 * fp32.file_bytes
