@@ -56,7 +56,7 @@ register_suite(
                 "full": {
                     "train": {"steps": 40000, "batch_size": 32, "warmup_steps": 200, "schedule": "plateau",
                               "patience": 6, "eval_every": 250, "train_size": 8192, "val_size": 512,
-                              "test_size": 1024, "checkpoint_every": 1000},
+                              "test_size": 1024, "checkpoint_every": 1000, "runtime_eval": True},
                     "models": {name: {"steps": 12000} for name in ("mobilenet_v2_100", "mobilenet_v2_075",
                                                                    "mobilenet_v2_050", "mobilenet_v2_035")},
                     "ablations": {"tiny_hand": 1},

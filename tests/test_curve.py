@@ -126,3 +126,14 @@ def test_an_aux_ablation_trains_only_its_tasks(cache, tmp_path):
     assert torch.equal(trained["aux.keypose.weight"], init["aux.keypose.weight"])
     assert torch.equal(trained["aux.seg.weight"], init["aux.seg.weight"])
     assert not torch.equal(trained["aux.handedness.weight"], init["aux.handedness.weight"])
+
+
+def test_runtime_eval_records_the_int8_model_next_to_fp32(cache, tmp_path):
+    pytest.importorskip("onnxruntime")
+    cfg = small(cache, steps=8, eval_every=0, val_size=0, checkpoint_every=0, runtime_eval=True)
+    record = run(cfg, tmp_path, progress=False)
+    assert record["status"] == "ok", record["error"]
+    m = record["metrics"]
+    # ONNX Runtime fp32 runs the same weights as the eager test: the same EPE to float precision.
+    assert m["ort_epe_px"] == pytest.approx(m["epe_px"], rel=1e-4)
+    assert m["ort_int8_epe_px"] > 0 and 0 <= m["ort_int8_pck5"] <= 1

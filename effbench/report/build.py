@@ -267,6 +267,11 @@ def render_markdown(
         lines += ["### Which auxiliary task buys what (ablation)", "",
                   "Each auxiliary task trained alone beside none and all (test split; mean ± std over seeds).", "",
                   tables.to_markdown(ablation), ""]
+    int8 = claims.int8_table(frame)
+    if not int8.empty:
+        lines += ["### The deployed model in int8", "",
+                  "Test EPE of the deployed model under ONNX Runtime, fp32 and int8 (static, per-channel, calibrated on "
+                  "training frames, the soft-argmax head in fp32).", "", tables.to_markdown(int8), ""]
     lines += curve_lines(store, curve_plots)
     lines += ["## Pareto plots", ""]
     lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "

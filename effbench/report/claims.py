@@ -150,3 +150,23 @@ def equal_steps_lines(runs: list[dict[str, Any]], models: list[str]) -> list[str
     shown = "; ".join(f"`{m}` aux {a}: {np.mean(v):.2f}" for (m, a), v in at.items() if a in ("off", "on"))
     return [f"At equal steps (the best validation EPE up to step {common:,}, the last step every run reached): "
             f"{shown} px.", ""]
+
+
+def int8_table(frame: pd.DataFrame, tolerance: float = 0.02) -> pd.DataFrame:
+    """Per model whose runs were tested under ONNX Runtime: test EPE in fp32 and int8 (static, per-channel, head in
+    fp32; seed means over every run), the relative change, and whether it loses more than ``tolerance``."""
+    if "test_ort_int8_epe_px" not in frame:
+        return pd.DataFrame()
+    rows = []
+    for name in frame["model"].drop_duplicates():
+        ok = frame[(frame["model"] == name) & (frame["status"] == "ok")]
+        pairs = [(float(a), float(b)) for a, b in zip(ok["test_ort_epe_px"], ok["test_ort_int8_epe_px"])
+                 if not tables.is_missing(a) and not tables.is_missing(b)]
+        if not pairs:
+            continue
+        fp32, int8 = np.mean([a for a, _ in pairs]), np.mean([b for _, b in pairs])
+        change = (int8 - fp32) / fp32
+        rows.append({"model": name, "runs": len(pairs), "EPE px fp32": f"{fp32:.2f}", "EPE px int8": f"{int8:.2f}",
+                     "change": f"{change * 100:+.1f}%", f"loses > {tolerance:.0%}": "**yes**" if change > tolerance
+                     else "no"})
+    return pd.DataFrame(rows)

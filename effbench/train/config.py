@@ -93,6 +93,7 @@ class TrainConfig:
     # --- where and how
     device: str = _field("cpu", '"cpu" | "cuda"; kept in the hash: the same seed gives different numbers on a GPU')
     eval_batch_size: int = _field(256, "frames per forward pass at evaluation")
+    runtime_eval: bool = _field(False, "also test the deployed model under ONNX Runtime fp32 and int8")
     checkpoint_every: int = _field(500, "save a resumable checkpoint every this many steps (0: only at the end)",
                                    hashed=False)
     data_cache_dir: str | None = _field(None, "where SyntheticHands caches generated splits (None: $EFFBENCH_CACHE or "

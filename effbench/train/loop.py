@@ -41,6 +41,8 @@ class NonFiniteLoss(RuntimeError):
 
 #: The metrics of a record: the test-split metrics, then the validation EPE and the last training loss.
 RECORD_METRIC_KEYS: tuple[str, ...] = METRIC_KEYS + ("val_epe_px", "final_train_loss")
+#: With ``runtime_eval``: the deployed model's test EPE and PCK@5 as ONNX Runtime fp32 and int8 run it.
+RUNTIME_METRIC_KEYS: tuple[str, ...] = ("ort_epe_px", "ort_int8_epe_px", "ort_int8_pck5")
 
 #: How often (steps) a CUDA run synchronises to read the loss for the progress bar and the NaN check; a CPU run
 #: checks every step (reading a CPU tensor costs nothing).
@@ -295,7 +297,22 @@ class _Run:
         metrics["final_train_loss"] = self.final_loss if math.isfinite(self.final_loss) else None
         if tuple(metrics) != RECORD_METRIC_KEYS:
             raise RuntimeError(f"metrics {tuple(metrics)} differ from the record's {RECORD_METRIC_KEYS}")
+        if config.runtime_eval:
+            metrics.update(self._runtime_metrics(test))
         return metrics
+
+    def _runtime_metrics(self, test: dict[str, Tensor]) -> dict[str, Any]:
+        """The deployed model under ONNX Runtime fp32 and int8 (calibrated on 32 of the run's own training frames,
+        never the test split's); None where a runtime could not run it (the run itself still counts)."""
+        from effbench.runtime_eval import evaluate_runtimes
+
+        calibration = load_split("train", self.config.train_size, self.config)["depth"][:32]
+        cpu = {k: v.cpu() for k, v in test.items()}
+        by_runtime = evaluate_runtimes(self.model.cpu(), cpu, ("ort", "ort-int8"), calibration=calibration)
+        self.model.to(self.device)
+        ort, int8 = by_runtime.get("ort", {}), by_runtime.get("ort-int8", {})
+        return {"ort_epe_px": ort.get("epe_px"), "ort_int8_epe_px": int8.get("epe_px"),
+                "ort_int8_pck5": int8.get("pck5")}
 
     def convergence(self) -> dict[str, Any]:
         """How the run ended: validation interval, best and last step, plateaus, whether it was still improving."""
@@ -397,7 +414,8 @@ def run(
         status, error = "ok", None
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
         status, error = "failed", error_text(err)
-        result = {"metrics": dict.fromkeys(RECORD_METRIC_KEYS), "curve": None, "convergence": None,
+        keys = RECORD_METRIC_KEYS + (RUNTIME_METRIC_KEYS if config.runtime_eval else ())
+        result = {"metrics": dict.fromkeys(keys), "curve": None, "convergence": None,
                   "wall_s": time.perf_counter() - t0, "steps_per_s": None}
     record = results.make_run_record(
         config.to_dict(),
