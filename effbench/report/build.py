@@ -19,6 +19,7 @@ from effbench.report.curves import plot_curves
 from effbench.report.frame import results_frame
 from effbench.report.pareto import Point, plot_pareto
 from effbench.results import Store, load_store, write_atomic
+from effbench.results.store import NO_RECORD
 
 #: The Pareto plots: (file stem, prof_* cost key, scale, short name, axis title).
 PARETO_PLOTS: tuple[tuple[str, str, float, str, str], ...] = (
@@ -280,7 +281,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         metric: The accuracy the Pareto plots show: ``epe_px`` or ``err3d_mm``.
 
     Returns:
-        ``{"files": [paths written], "failed": number of failed stages, "frame": the results DataFrame}``.
+        ``{"files": [paths written], "failed": number of failed stages, "frame": the results DataFrame,
+        "bad_files": [(path, why)] of the store's files left out as unreadable, "left_out": [the runs they held]}``.
     """
     store = load_store(runs_dir)
     frame = results_frame(store)
@@ -305,4 +307,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves")
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
     written.append(write_atomic(out / "report.md", render_markdown(store, frame, plots, metric, list(curve_pngs))))
-    return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame}
+    left_out = [_run_name(r) for r in store.runs if r.get("status") == "missing" and r.get("error") != NO_RECORD]
+    return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame,
+            "bad_files": store.bad_files, "left_out": left_out}
+
+
+def _run_name(record: dict[str, Any]) -> str:
+    """``model aux=on seed=0`` of a run, from its (possibly partial) config."""
+    cfg = record.get("config") or {}
+    return f"{cfg.get('model')} aux={'on' if cfg.get('aux') else 'off'} seed={cfg.get('seed')}"

@@ -10,6 +10,7 @@ the gate baseline).
 from effbench.results.files import json_text, read_json, write_atomic, write_json
 from effbench.results.records import (
     SCHEMA,
+    NewerSchemaError,
     ProfileRecord,
     RecordError,
     RunRecord,
@@ -29,12 +30,14 @@ from effbench.results.store import (
     read_run,
     record_path,
     save_checkpoint,
+    set_aside,
     write_profile,
     write_run,
 )
 
 __all__ = [
     "SCHEMA",
+    "NewerSchemaError",
     "ProfileRecord",
     "RecordError",
     "RunRecord",
@@ -54,6 +57,7 @@ __all__ = [
     "record_path",
     "reusable",
     "save_checkpoint",
+    "set_aside",
     "write_atomic",
     "write_json",
     "write_profile",
