@@ -88,7 +88,9 @@ def from_spec(spec: str, input_shape: tuple[int, ...] | None = None) -> Target:
     """
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr.isidentifier():
-        raise UsageError(f"--module {spec!r} must look like {_SPEC_FORMS}")
+        example = f"{spec}:build_model" if spec.endswith(".py") or not sep else _SPEC_FORMS
+        raise UsageError(f"--module {spec!r} must name the function that builds the model: write it like {example} "
+                         f"({_SPEC_FORMS})")
     module = _import_file(spec, Path(where)) if _is_path(where) else _import_module(spec, where)
     factory = getattr(module, attr, None)
     if factory is None:
@@ -115,12 +117,19 @@ def _import_module(spec: str, name: str) -> Any:
     try:
         return importlib.import_module(name)
     except Exception as err:  # ImportError, or the module raising while it imports
-        raise UsageError(f"--module {spec!r}: cannot import {name!r} ({type(err).__name__}: {err})") from None
+        hint = ""
+        if isinstance(err, ModuleNotFoundError) and err.name == name.split(".")[0]:
+            hint = (f"; pkg.mod:factory must be importable from the current folder ({Path.cwd()}): give the file "
+                    "instead, path/to/file.py:factory")
+        raise UsageError(f"--module {spec!r}: cannot import {name!r} ({type(err).__name__}: {err}){hint}") from None
 
 
 def _import_file(spec: str, path: Path) -> Any:
     if path.suffix != ".py":
-        raise UsageError(f"--module {spec!r}: a file must end in .py ({_SPEC_FORMS})")
+        guess = ""
+        if path.with_name(path.name + ".py").is_file():
+            guess = f"; did you mean {path}.py:{spec.rpartition(':')[2]}?"
+        raise UsageError(f"--module {spec!r}: a file must end in .py ({_SPEC_FORMS}){guess}")
     if not path.is_file():
         raise UsageError(f"--module {spec!r}: no file {str(path)!r} (from {Path.cwd()})")
     # Imported as a module named after the file, its folder on sys.path, as `python path/to/file.py` would run it:

@@ -457,8 +457,8 @@ def _prepare_data(configs: list[Any], bar: SuiteProgress) -> None:
 
     data_sets = {(c.data_seed, json.dumps(c.data_config, sort_keys=True), c.train_size, c.val_size, c.test_size): c
                  for c in configs}
-    for cfg in data_sets.values():
-        bar.stage(f"data for {cfg.model}")
+    for i, cfg in enumerate(data_sets.values(), start=1):
+        bar.stage(f"data set {i}/{len(data_sets)} ({cfg.train_size} training frames)")
         for split, size in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
             if size > 0:
                 load_split(split, size, cfg)

@@ -46,13 +46,25 @@ COUNTING_RULES = (
 )
 
 
-def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: str) -> list[Point]:
-    """One point per (model, aux) with a cost and at least one successful run: the seed mean and sample std."""
+#: The budget every suite has for checking the pipeline, and what its report says about it.
+QUICK_BUDGET = "quick"
+QUICK_NOTE = (
+    "**A quick budget checks that the pipeline runs end to end; it is not for conclusions.** Its runs are far from "
+    "converged (the auxiliary heads may sit at chance), so the accuracy figures below do not compare architectures: "
+    "use the `full` budget (`--budget full`) for that."
+)
+
+
+def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: str,
+                  error_scale: dict[str, float] | None = None) -> list[Point]:
+    """One point per (model, aux) with a cost and at least one successful run: the seed mean and sample std, each
+    error times its model's ``error_scale`` (default 1)."""
     points = []
     for (name, aux), group in frame[frame["aux"].notna()].groupby(["model", "aux"], sort=False):
         ok = group[group["status"] == "ok"]
         cost = group.iloc[0].get(cost_key)
-        errors = [float(v) for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
+        factor = (error_scale or {}).get(name, 1.0)
+        errors = [float(v) * factor for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
         if tables.is_missing(cost) or not cost or cost <= 0 or not errors:
             continue
         mean, std = tables.mean_std(errors)
@@ -191,6 +203,36 @@ def input_size_note(frame: pd.DataFrame) -> str:
     )
 
 
+def pixel_scale(frame: pd.DataFrame) -> tuple[dict[str, float], int | None]:
+    """Per model, the factor that brings its pixel errors to the suite's most common frame width (a model at 240 x
+    320 has twice the pixels per mm of one at 120 x 160: its EPE is halved), and that width; ``({}, None)`` when every
+    model has the same input size."""
+    if "prof_input_shape" not in frame:
+        return {}, None
+    shapes = frame.drop_duplicates("model").set_index("model")["prof_input_shape"].dropna()
+    widths = {m: int(str(s).split("x")[-1]) for m, s in shapes.items()}
+    if len(set(widths.values())) < 2:
+        return {}, None
+    common = int(pd.Series(list(widths.values())).value_counts().index[0])
+    return {m: common / w for m, w in widths.items()}, common
+
+
+def seeds_text(frame: pd.DataFrame) -> str:
+    """``seeds per point: 3 (tiny_hand, mobilenet_v2_100), 1 (the others)``, from the successful runs."""
+    ok = frame[(frame["status"] == "ok") & frame["aux"].notna()]
+    per_model = ok.groupby("model", sort=False)["seed"].nunique()
+    if per_model.empty:
+        return "no successful runs"
+    counts = per_model.value_counts()
+    if len(counts) == 1:
+        n = int(counts.index[0])
+        return f"{n} seed{'s' * (n != 1)} per point"
+    common = int(counts.index[0])
+    others = [f"{int(n)} ({', '.join(per_model[per_model == n].index)})" for n in sorted(counts.index, reverse=True)
+              if n != common]
+    return f"seeds per point: {', '.join(others)}, {common} (the others)"
+
+
 def curve_lines(store: Store, plots: list[str]) -> list[str]:
     """The learning-curve section: the plots, the equal-steps comparison and every run's convergence (nothing when
     no record has a curve, as in stores written before curves were kept)."""
@@ -219,6 +261,8 @@ def render_markdown(
         lines.append(f"- reference model: `{ref}`")
     lines += budget_lines(store, frame)
     lines += [f"- counting rules: {COUNTING_RULES}", ""]
+    if store.manifest.get("budget") == QUICK_BUDGET:
+        lines += [QUICK_NOTE, ""]
     failures = tables.failures_table(frame)
     if not failures.empty:
         lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
@@ -254,8 +298,11 @@ def render_markdown(
                   tables.to_markdown(ablation), ""]
     lines += curve_lines(store, curve_plots)
     lines += ["## Pareto plots", ""]
+    _, width = pixel_scale(frame) if metric == "epe_px" else ({}, None)
+    scaled = f" EPE in pixels of a {width}-px-wide frame: a model at another input size has its EPE scaled by the " \
+             "ratio of the widths." if width else ""
     lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "
-              "arrow from off to on; dashed: the non-dominated front.", ""]
+              f"arrow from off to on; dashed: the non-dominated front.{scaled}", ""]
     lines += [f"![{title}]({fname})" for fname, title in plots] + [""]
     lines += ["## Counter cross-check", ""]
     lines += [
@@ -294,12 +341,18 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     if metric not in PLOT_METRICS:
         raise UsageError(f"unknown plot metric {metric!r}; valid: {', '.join(PLOT_METRICS)}")
     metric_key, metric_name, ylabel = PLOT_METRICS[metric]
+    error_scale, width = pixel_scale(frame) if metric == "epe_px" else ({}, None)
+    if width is not None:
+        ylabel = (f"2D end-point error, px of a {width}-px-wide frame (lower is better)\n"
+                  "test split; models at other input sizes scaled by width")
+    budget = store.manifest.get("budget")
+    subtitle = (f"budget {budget}, " if budget else "") + seeds_text(frame) + "; error bars: std over seeds"
     plots = []
     for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS:
         fname = f"pareto_{stem}.png"
-        points = pareto_points(frame, cost_key, scale, metric_key)
+        points = pareto_points(frame, cost_key, scale, metric_key, error_scale)
         title = f"suite {store.suite}: {metric_name} against {cost_name}"
-        png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models)
+        png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models, subtitle=subtitle)
         written.append(write_atomic(out / fname, png))
         plots.append((fname, title))
     flops = {name: (store.profiles.get(name) or {}).get("flops") for name in store.models}
