@@ -88,9 +88,15 @@ def from_spec(spec: str, input_shape: tuple[int, ...] | None = None) -> Target:
     """
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr.isidentifier():
-        example = f"{spec}:build_model" if spec.endswith(".py") or not sep else _SPEC_FORMS
-        raise UsageError(f"--module {spec!r} must name the function that builds the model: write it like {example} "
-                         f"({_SPEC_FORMS})")
+        module, dot, name = spec.rpartition(".")
+        if sep:  # a colon, but nothing before it or no name after it
+            example = f"{where or 'pkg.mod'}:build"
+        elif dot and name != "py":  # pkg.mod.factory
+            example = f"{module}:{name}"
+        else:  # a module or file without its factory
+            example = f"{spec}:build"
+        raise UsageError(f"--module {spec!r} must look like {_SPEC_FORMS}: the module or file, a colon, then the "
+                         f"function that builds the model (e.g. {example})")
     module = _import_file(spec, Path(where)) if _is_path(where) else _import_module(spec, where)
     factory = getattr(module, attr, None)
     if factory is None:

@@ -56,7 +56,7 @@ def _read(path: Path) -> Any:
     try:
         return read_json(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RecordError(f"results store: cannot read {path}: {err}") from err
+        raise RecordError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
 
 
 def read_run(path: str | os.PathLike) -> RunRecord:
@@ -236,7 +236,8 @@ def load_store(root: str | os.PathLike) -> Store:
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:
-        raise UsageError(f"results store {str(folder)!r} holds no run records or profiles")
+        unreadable = f"; unreadable: {', '.join(f'{p} ({why})' for p, why in store.bad_files)}" if store.bad_files else ""
+        raise UsageError(f"results store {str(folder)!r} holds no readable run records or profiles{unreadable}")
     return store
 
 

@@ -443,9 +443,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         raise
     except results.RecordError as err:
         moved = results.set_aside(path)
-        why = str(err).split(f"{path}: ", 1)[-1]
-        print(f"effbench: run record {path} is unreadable ({why}): set aside as {moved.name}; running it again",
-              file=sys.stderr)
+        print(f"effbench: {err}: set aside as {moved.name}; running it again", file=sys.stderr)
         return None
 
 
