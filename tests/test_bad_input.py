@@ -177,7 +177,8 @@ def test_runaway_input_shape_is_refused_with_the_estimate(capsys):
     """16000 x 16000 would take tens of GB (the first try grew past 6 GB in 43 s): refused before it runs."""
     assert main(["profile", "--model", "tiny_hand", "--no-latency", "--input-shape", "1,1,16000,16000"]) == 2
     err = _one_line(capsys.readouterr().err)
-    assert err.startswith("error: tiny_hand at input 1x1x16000x16000: one forward pass creates about 17.0 GB of tensors")
+    assert err.startswith("error: tiny_hand at input 1x1x16000x16000: one forward pass creates about 17.0 GB of "
+                          "tensors")
     assert "over the 2 GB limit" in err and "--max-memory-gb 17 " in err
 
 

@@ -152,8 +152,8 @@ def table_notes(rows: list[dict[str, Any]]) -> str:
     is busy."""
     lines = [
         "ms 1t / Hz 1t: median latency at batch 1 on one thread, and its rate; ms mt: the same on all threads.",
-        "fvcore M / thop M / torch M: MACs in millions as fvcore, thop and torch's FlopCounterMode (its FLOPs / 2) count "
-        "them; --by-op shows where each differs from ours.",
+        "fvcore M / thop M / torch M: MACs in millions as fvcore, thop and torch's FlopCounterMode (its FLOPs / 2) "
+        "count them; --by-op shows where each differs from ours.",
     ]
     slow = [r for r in rows if r.get("latency_ms_1t") and r.get("latency_ms_mt")
             and r["latency_ms_mt"] > BUSY_RATIO * r["latency_ms_1t"]]

@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--suite", required=True, help="suite name (bench.py list shows them)")
     p.add_argument("--out", default=None,
-                   help=f"report folder (default {DEFAULT_OUT}/<suite>/, which git ignores; results store in OUT/runs/). "
-                   "The committed reference report is written with an explicit --out reports/<suite>")
+                   help=f"report folder (default {DEFAULT_OUT}/<suite>/, which git ignores; results store in "
+                   "OUT/runs/). The committed reference report is written with an explicit --out reports/<suite>")
     p.add_argument("--budget", default="quick", help="training budget from the suite's settings: quick | full")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model and aux setting (default: the budget's)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device (default cpu)")

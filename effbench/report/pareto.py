@@ -2,10 +2,11 @@
 
 Each model appears twice, trained without and with auxiliary tasks, joined by an arrow (off -> on) drawn above
 the markers; an arrow shorter than the markers are wide is drawn beside them, so that its direction still shows.
-Models of the same cost (an ablation that changes no layer size), or so close that their markers would
-overlap, are drawn a few pixels apart, side by side, and the plot says so. The non-dominated front over all points is drawn as a line. Labels are placed greedily so that none
-overlaps another label, a marker or an arrow. Figures have a fixed size and dpi, so every PNG is
-``FIGSIZE * DPI`` pixels (no tight bounding box, which would make the size depend on the labels).
+Models of the same cost (an ablation that changes no layer size), or so close that their markers would overlap,
+are drawn a few pixels apart, side by side, and the plot says so. The non-dominated front over all points is drawn
+as a line. Labels are placed greedily so that none overlaps another label, a marker or an arrow. Figures have a
+fixed size and dpi, so every PNG is ``FIGSIZE * DPI`` pixels (no tight bounding box, which would make the size
+depend on the labels).
 """
 
 from __future__ import annotations

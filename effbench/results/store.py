@@ -236,7 +236,8 @@ def load_store(root: str | os.PathLike) -> Store:
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:
-        unreadable = f"; unreadable: {', '.join(f'{p} ({why})' for p, why in store.bad_files)}" if store.bad_files else ""
+        bad = ", ".join(f"{path} ({why})" for path, why in store.bad_files)
+        unreadable = f"; unreadable: {bad}" if bad else ""
         raise UsageError(f"results store {str(folder)!r} holds no readable run records or profiles{unreadable}")
     return store
 
