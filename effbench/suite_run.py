@@ -208,7 +208,6 @@ class SuiteResult:
     failed: list[str]  # one line per failed stage
     report_files: list[Path]
     wall_s: float
-    jobs: int = 1  # training runs at a time
 
     @property
     def exit_code(self) -> int:
@@ -287,7 +286,7 @@ def run_suite(
         f"({len(todo)} trained, {jobs} at a time); report: {out / 'report.md'}")
     for line in bar.failed:
         log(f"failed: {line}")
-    return SuiteResult(plan, out, bar.failed, built["files"], wall, jobs)
+    return SuiteResult(plan, out, bar.failed, built["files"], wall)
 
 
 def busy_note() -> str | None:
@@ -359,6 +358,8 @@ def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[
 
     try:
         return train_run(config, runs_dir, progress=False, **options)
+    except (results.NewerSchemaError, OSError):
+        raise  # a newer effbench's record is not to be overwritten, and a store that cannot be written takes no record
     except Exception as err:  # recorded like any failed run; the suite goes on
         record = results.make_run_record(
             config.to_dict(), config.hash(), status="failed", error=error_text(err), metrics={},

@@ -64,14 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 def _attach_dash_values(argv: list[str]) -> list[str]:
     """``--input-shape -1,1,120,160`` -> ``--input-shape=-1,1,120,160`` (see :data:`DASH_VALUE_OPTIONS`)."""
     out: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg in DASH_VALUE_OPTIONS:
-            value = next(args, None)
-            if value is not None and value.startswith("-") and value[1:2].isdigit():
-                out.append(f"{arg}={value}")
-                continue
-            out += [arg] if value is None else [arg, value]
-            continue
-        out.append(arg)
+    for arg in argv:
+        if out and out[-1] in DASH_VALUE_OPTIONS and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
     return out

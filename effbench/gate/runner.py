@@ -158,12 +158,12 @@ def run_gate(
     elif baseline_path is not None and baseline_path.is_file():
         baseline_models = read_baseline(baseline_path)["models"]
     else:
-        missing = Check("gate", "baseline", None, status="fail", reasons=[
-            f"the baseline {baseline_path} named at {budgets.where('baseline')} does not exist; write it with "
-            "--update-baseline, fix the path, or pass --allow-missing-baseline"])
-        if not (budgets.baseline_set and not allow_missing_baseline):
+        if budgets.baseline_set and not allow_missing_baseline:
+            missing = Check("gate", "baseline", None, status="fail", reasons=[
+                f"the baseline {baseline_path} named at {budgets.where('baseline')} does not exist; write it with "
+                "--update-baseline, fix the path, or pass --allow-missing-baseline"])
+        else:
             run.notes.append(f"no baseline at {baseline_path}: checked budgets only (`--update-baseline` writes one)")
-            missing = None
         run.baseline_path = None
     run.result = check(model_budgets, rows, baseline_models)
     run.result.notes[:0] = run.notes

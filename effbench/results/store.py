@@ -230,9 +230,9 @@ def load_store(root: str | os.PathLike) -> Store:
             records[record["config_hash"]] = record
     planned = store.manifest.get("runs")
     if planned is not None:
-        store.runs = [records.get(plan["config_hash"]) or _missing_run(plan, unreadable.get(plan["config_hash"],
-                                                                                               NO_RECORD))
-                      for plan in planned]
+        for plan in planned:
+            key = plan["config_hash"]
+            store.runs.append(records.get(key) or _missing_run(plan, unreadable.get(key, NO_RECORD)))
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:
