@@ -92,6 +92,25 @@ def test_progress_counts_stages_and_writes_plain_lines_to_a_log():
                         "tiny_hand aux=off seed=0"
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal(monkeypatch):
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: os.terminal_size((60, 24)))
+    clock, screen = _Clock(), _Terminal()
+    bar = SuiteProgress("embedded", 10, 28, stream=screen, clock=clock)
+    bar.stage("profile mobilenet_v2_100")
+    clock.t = 1.0
+    bar.profile_done("mobilenet_v2_100", "RuntimeError: boom")
+    bar.close()
+    frames = screen.getvalue().split("\r\x1b[K")[1:]
+    assert all(len(f.rstrip("\n").split("\n")[-1]) <= 59 for f in frames)  # never wider than the terminal
+    assert frames[1].startswith("FAILED mobilenet_v2_100 profile: RuntimeError: boom\n")
+    assert screen.getvalue().endswith("\n")
+
+
 def test_eta_moves_only_by_measured_pace():
     """ETA = measured seconds per unit of estimated cost x the cost left: an estimate off by a constant factor (a
     slower or busier machine) cancels out, and the counts never run backwards."""
