@@ -1,6 +1,6 @@
 """The results store: where each file of a store lives, writing records into it and reading it back.
 
-Layout of a store folder (``bench.py train --out DIR``, or ``reports/<suite>/runs`` for a suite)::
+Layout of a store folder (``bench.py train --out DIR``, or ``<report folder>/runs`` for a suite)::
 
     <config_hash>.json                     one run record per trained (model, aux, seed), written when it ends
     checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the final weights only
