@@ -57,6 +57,12 @@ def test_training_runs_on_one_thread_and_restores_it(monkeypatch, tmp_path):
     assert threads == [1] * len(plan.configs) and bar.trained == len(plan.configs)
 
 
+def test_train_command_defaults_to_one_thread():
+    from effbench.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--model", "tiny_hand"]).threads == 1
+
+
 def test_busy_machine_is_said(monkeypatch):
     cores = os.cpu_count() or 1
     monkeypatch.setattr(os, "getloadavg", lambda: (cores + 2.5, 0.0, 0.0))
