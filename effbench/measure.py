@@ -22,6 +22,8 @@ from typing import Any
 from effbench.errors import UsageError, closest
 
 _SPEC_FORMS = "pkg.mod:factory or path/to/file.py:factory"
+#: The default of ``--max-memory-gb``: the most memory (GB, 1e9 bytes) one forward pass of a measured model may need.
+DEFAULT_LIMIT_GB = 2.0
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,14 @@ class Target:
         name: What tables, budgets and baselines call it.
         build: Builds the model (trained form; :func:`build_deployable` takes the deployable one).
         input_shape: Its input, batch included.
+        known_shape: Whether the shape is the one the model is registered (and tested) at, so that its memory
+            needs no guard (:mod:`effbench.memory_guard`).
     """
 
     name: str
     build: Callable[[], Any]
     input_shape: tuple[int, ...]
+    known_shape: bool = False
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -45,9 +50,16 @@ def parse_shape(text: str) -> tuple[int, ...]:
     Raises:
         UsageError: If it is not positive integers.
     """
+    if not text.strip():
+        raise UsageError("--input-shape is empty; give positive integers like 1,1,120,160 (batch first)")
     parts = re.split(r"\s*[x,]\s*", text.strip())
-    if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UsageError(f"--input-shape {text!r} is not positive integers like 1,1,120,160 (batch first)")
+    for part in parts:
+        if not re.fullmatch(r"[+-]?\d+", part):
+            raise UsageError(f"--input-shape {text!r}: {part!r} is not an integer; give positive integers like "
+                             "1,1,120,160 (batch first)")
+        if int(part) <= 0:
+            raise UsageError(f"--input-shape {text!r}: dimension {int(part)} is not positive; every dimension is a "
+                             "size >= 1, like 1,1,120,160 (batch first)")
     return tuple(int(p) for p in parts)
 
 
@@ -60,7 +72,8 @@ def registered(name: str, input_shape: tuple[int, ...] | None = None) -> Target:
     from effbench import registry
 
     info = registry.model_info(name)
-    return Target(name, lambda: registry.create_model(name), tuple(input_shape or info.input_shape))
+    shape = tuple(input_shape or info.input_shape)
+    return Target(name, lambda: registry.create_model(name), shape, known_shape=shape == tuple(info.input_shape))
 
 
 def from_spec(spec: str, input_shape: tuple[int, ...] | None = None) -> Target:
@@ -75,7 +88,15 @@ def from_spec(spec: str, input_shape: tuple[int, ...] | None = None) -> Target:
     """
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr.isidentifier():
-        raise UsageError(f"--module {spec!r} must look like {_SPEC_FORMS}")
+        module, dot, name = spec.rpartition(".")
+        if sep:  # a colon, but nothing before it or no name after it
+            example = f"{where or 'pkg.mod'}:build"
+        elif dot and name != "py":  # pkg.mod.factory
+            example = f"{module}:{name}"
+        else:  # a module or file without its factory
+            example = f"{spec}:build"
+        raise UsageError(f"--module {spec!r} must look like {_SPEC_FORMS}: the module or file, a colon, then the "
+                         f"function that builds the model (e.g. {example})")
     module = _import_file(spec, Path(where)) if _is_path(where) else _import_module(spec, where)
     factory = getattr(module, attr, None)
     if factory is None:
@@ -102,12 +123,19 @@ def _import_module(spec: str, name: str) -> Any:
     try:
         return importlib.import_module(name)
     except Exception as err:  # ImportError, or the module raising while it imports
-        raise UsageError(f"--module {spec!r}: cannot import {name!r} ({type(err).__name__}: {err})") from None
+        hint = ""
+        if isinstance(err, ModuleNotFoundError) and err.name == name.split(".")[0]:
+            hint = (f"; pkg.mod:factory must be importable from the current folder ({Path.cwd()}): give the file "
+                    "instead, path/to/file.py:factory")
+        raise UsageError(f"--module {spec!r}: cannot import {name!r} ({type(err).__name__}: {err}){hint}") from None
 
 
 def _import_file(spec: str, path: Path) -> Any:
     if path.suffix != ".py":
-        raise UsageError(f"--module {spec!r}: a file must end in .py ({_SPEC_FORMS})")
+        guess = ""
+        if path.with_name(path.name + ".py").is_file():
+            guess = f"; did you mean {path}.py:{spec.rpartition(':')[2]}?"
+        raise UsageError(f"--module {spec!r}: a file must end in .py ({_SPEC_FORMS}){guess}")
     if not path.is_file():
         raise UsageError(f"--module {spec!r}: no file {str(path)!r} (from {Path.cwd()})")
     # Imported as a module named after the file, its folder on sys.path, as `python path/to/file.py` would run it:
@@ -139,11 +167,27 @@ def build_deployable(target: Target) -> Any:
     return model.deployable() if callable(getattr(model, "deployable", None)) else model
 
 
-def profile_target(target: Target, **options: Any) -> Any:
+def build_checked(target: Target, max_memory_gb: float | None = DEFAULT_LIMIT_GB) -> Any:
+    """:func:`build_deployable`, then refuse an input shape whose forward pass would need more than ``max_memory_gb``
+    (not checked at a registered model's own shape).
+
+    Raises:
+        UsageError: As :func:`build_deployable`, or over the memory limit (:func:`effbench.memory_guard.check_memory`).
+    """
+    from effbench.memory_guard import check_memory
+
+    model = build_deployable(target)
+    if not target.known_shape:
+        check_memory(model, target.input_shape, max_memory_gb, target.name)
+    return model
+
+
+def profile_target(target: Target, max_memory_gb: float | None = DEFAULT_LIMIT_GB, **options: Any) -> Any:
     """Build the target's deployable form and profile it at its input shape.
 
     Args:
         target: What to measure.
+        max_memory_gb: Refuse an input shape whose forward pass needs more (:func:`build_checked`); None: no limit.
         **options: Passed to :func:`effbench.profiler.profile` (``latency``, ``peers``...).
 
     Returns:
@@ -151,4 +195,4 @@ def profile_target(target: Target, **options: Any) -> Any:
     """
     from effbench.profiler import profile
 
-    return profile(build_deployable(target), target.input_shape, name=target.name, **options)
+    return profile(build_checked(target, max_memory_gb), target.input_shape, name=target.name, **options)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import traceback
 import warnings
@@ -34,15 +35,13 @@ from typing import Any
 
 from effbench import results
 from effbench.errors import UsageError, closest, error_text
+from effbench.progress import SuiteProgress
 from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
 from effbench.results import SCHEMA, ProfileRecord
 from effbench.train.config import AUX_TASKS
 
 DEFAULT_BUDGET = "quick"
 
-#: Progress-bar estimate of profiling one model (counters, peers, latency on 1 and all threads under three runtimes,
-#: an ONNX export and an int8 quantization), in ms: about 10 s per model on the busy 2-core development machine.
-PROFILE_MS = 10_000.0
 #: Training one frame costs about this many times the model's 1-thread latency (see :func:`frame_cost_ms`).
 TRAIN_FRAME_PER_LATENCY = 4.0
 
@@ -221,7 +220,8 @@ def profile_model(
 
 
 def frame_cost_ms(name: str, profile: dict[str, Any] | None) -> float:
-    """Estimated training time per frame of a model, in ms, for the progress bar's ETA.
+    """Estimated training time per frame of a model, in ms: the unit of cost the progress ETA counts in
+    (:mod:`effbench.progress`), and what orders the runs of a parallel suite.
 
     Training a frame (forward and backward of the training form, AdamW) costs about 4x the deployable model's
     1-thread batch-1 latency: measured over the 28 runs of the committed embedded suite (one thread per run),
@@ -251,55 +251,6 @@ class SuiteResult:
         return 1 if self.failed else 0
 
 
-class _Progress:
-    """One progress bar over a whole suite, and the list of what failed so far.
-
-    The bar counts estimated milliseconds of work, so that its ETA weighs a MobileNet step more than a tiny net's:
-    :data:`PROFILE_MS` per model profiled, then each training run's steps x batch x :func:`frame_cost_ms`.
-    """
-
-    def __init__(self, suite: str, total_ms: float, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.suite = suite
-        self.failed: list[str] = []
-        self._credit = 0.0  # ms done but not yet shown (the bar counts whole ms)
-        self.bar = tqdm(total=round(total_ms), disable=not enabled, dynamic_ncols=True, smoothing=0.05,
-                        bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {desc}")
-
-    def stage(self, text: str) -> None:
-        """Say what the suite is doing now."""
-        failed = f" ({len(self.failed)} failed)" if self.failed else ""
-        self.bar.set_description_str(f"suite {self.suite}: {text}{failed}")
-
-    def advance(self, ms: float) -> None:
-        """Count ``ms`` of estimated work as done."""
-        self._credit += ms
-        if self._credit >= 1:
-            self.bar.update(int(self._credit))
-            self._credit -= int(self._credit)
-
-    def expect(self, ms: float) -> None:
-        """Set the work still to do, from the estimate made once the profiles are in."""
-        self.bar.total = self.bar.n + round(ms)
-        self.bar.refresh()
-
-    def fail(self, line: str) -> None:
-        """Record a failed stage and print it above the bar."""
-        self.failed.append(line)
-        self.bar.write(f"FAILED {line}")
-
-    def check(self, config: Any, record: dict[str, Any]) -> None:
-        """Record a training run that did not end ``ok``."""
-        if record.get("status") != "ok":
-            self.fail(f"{_tag(config)}: {record.get('error')}")
-
-    def close(self) -> None:
-        """Fill the bar (the estimate is never exact) and close it."""
-        self.bar.update(max(0, self.bar.total - self.bar.n))
-        self.bar.close()
-
-
 def run_suite(
     suite_name: str,
     out_dir: str | Path,
@@ -310,7 +261,8 @@ def run_suite(
     fresh: bool = False,
     latency: bool = True,
     progress: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
+    data_cache_dir: str | None = None,
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
     """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
@@ -318,6 +270,9 @@ def run_suite(
     Finished runs in the store are reused (see :func:`effbench.results.reusable`); ``fresh`` deletes the planned
     runs' records and checkpoints first so that they run again. Profiles are always measured again, so that every
     latency ratio in the report compares models timed in the same run.
+
+    Every training run uses one intra-op thread: on a CPU, runs in parallel processes use the cores better than
+    threads inside one run, and a thread pool fighting other processes for the cores slows a run many times over.
 
     Args:
         suite_name: A registered suite with budgets.
@@ -327,26 +282,34 @@ def run_suite(
         device: Training device, ``cpu`` or ``cuda`` (profiling and latency are always on the CPU).
         fresh: Ignore finished runs.
         latency: Measure latency while profiling.
-        progress: Show one tqdm bar over the whole suite.
-        jobs: Training runs at a time, each in its own process (a GPU is launch-bound on these small models, so
-            several runs share it well; on a CPU keep jobs x threads <= cores).
+        progress: Show the suite's progress on stderr (:mod:`effbench.progress`).
+        jobs: Training runs at a time, each in its own process (None: one per core, at most one per run; a GPU is
+            launch-bound on these small models, so several runs share it well).
+        data_cache_dir: Where generated data is cached (None: the user cache, ``$EFFBENCH_CACHE`` or
+            ``~/.cache/effbench``).
         log: Where one-line messages go.
 
     Raises:
         UsageError: For a bad suite, budget or override (before anything runs).
     """
+    from effbench.data.dataset import default_cache_dir
     from effbench.report import build_report
 
     t0 = time.perf_counter()
     out = Path(out_dir)
     runs_dir = out / "runs"
-    plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=str(out / ".cache"))
+    plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=data_cache_dir)
     todo = _start_store(plan, runs_dir, fresh)
-    bar = _Progress(suite_name, PROFILE_MS * len(plan.models), progress)
+    jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
+    busy = busy_note()
+    if busy:
+        log(busy)
+    bar = SuiteProgress(suite_name, len(plan.models), len(todo), enabled=progress)
     try:
-        profiles = _profile_models(plan, runs_dir, latency, bar, out / ".cache")
+        profiles = _profile_models(plan, runs_dir, latency, bar, Path(data_cache_dir or default_cache_dir()))
         cost = {name: frame_cost_ms(name, profiles[name]) for name in plan.models}
-        bar.expect(sum(_run_cost(cfg, cost) for cfg in todo))
+        _prepare_data(todo, bar)
+        bar.start_training(sum(_run_cost(cfg, cost) for cfg in todo))
         if jobs > 1:
             _train_parallel(todo, runs_dir, jobs, cost, bar)
         else:
@@ -356,11 +319,25 @@ def run_suite(
         bar.close()
     built = build_report(runs_dir, out)
     wall = time.perf_counter() - t0
-    log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s; "
-        f"report: {out / 'report.md'}")
+    log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s "
+        f"({len(todo)} trained, {jobs} at a time); report: {out / 'report.md'}")
     for line in bar.failed:
         log(f"failed: {line}")
     return SuiteResult(plan, out, bar.failed, built["files"], wall)
+
+
+def busy_note() -> str | None:
+    """A line saying the machine is busy when the 1-minute load average is above the core count (None otherwise, or
+    where the load average is unknown): every timing of the run will be slower than on an idle machine."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return None
+    return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): training and latency will be "
+            "slower than on an idle machine")
 
 
 def _start_store(plan: SuitePlan, runs_dir: Path, fresh: bool) -> list[Any]:
@@ -387,7 +364,7 @@ def _finished(path: Path, fingerprint: str | None) -> bool:
 
 
 def _profile_models(
-    plan: SuitePlan, runs_dir: Path, latency: bool, bar: _Progress, cache: Path
+    plan: SuitePlan, runs_dir: Path, latency: bool, bar: SuiteProgress, cache: Path
 ) -> dict[str, ProfileRecord]:
     """Profile every model into the store, in order, under the plan's installed runtimes (each missing one skipped
     with a line); a failure is recorded and the next model goes on."""
@@ -395,16 +372,14 @@ def _profile_models(
 
     names, skipped = runtimes.available(plan.runtimes)
     for line in skipped:
-        bar.bar.write(line)
+        bar.note(line)
     profiles = {}
     for name in plan.models:
         bar.stage(f"profile {name}")
         profiles[name] = record = profile_model(name, latency=latency, runtimes=tuple(names or ("eager",)),
                                                 calibration_dir=str(cache))
         results.write_profile(runs_dir, record)
-        if record["status"] != "ok":
-            bar.fail(f"{name} profile: {record['error']}")
-        bar.advance(PROFILE_MS)
+        bar.profile_done(name, record["error"] if record["status"] != "ok" else None)
     return profiles
 
 
@@ -414,7 +389,13 @@ def _run_cost(config: Any, cost: dict[str, float]) -> float:
 
 
 def _tag(cfg: Any) -> str:
-    return f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}"
+    aux = cfg.aux_tasks if cfg.aux and cfg.tasks()[1:] != AUX_TASKS else "on" if cfg.aux else "off"
+    return f"{cfg.model} aux={aux} seed={cfg.seed}"
+
+
+def _error(record: dict[str, Any]) -> str | None:
+    """A run record's error, or None when it ended ``ok``."""
+    return None if record.get("status") == "ok" else str(record.get("error"))
 
 
 def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[str, Any]:
@@ -423,6 +404,8 @@ def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[
 
     try:
         return train_run(config, runs_dir, progress=False, **options)
+    except (results.NewerSchemaError, OSError):
+        raise  # a newer effbench's record is not to be overwritten, and a store that cannot be written takes no record
     except Exception as err:  # recorded like any failed run; the suite goes on
         record = results.make_run_record(
             config.to_dict(), config.hash(), status="failed", error=error_text(err), metrics={},
@@ -432,55 +415,97 @@ def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[
         return record
 
 
-def _train_sequential(todo: list[Any], runs_dir: Path, cost: dict[str, float], bar: _Progress) -> None:
-    """Train the runs one after the other in this process; the bar advances with every step."""
-    for cfg in todo:
-        bar.stage(f"train {_tag(cfg)}")
-        per_step = cfg.batch_size * cost[cfg.model]
-        bar.check(cfg, _train_or_record(cfg, runs_dir, on_step=lambda _step, ms=per_step: bar.advance(ms)))
-
-
-def _train_in_worker(config: dict[str, Any], runs_dir: str, threads: int) -> dict[str, Any]:
-    """One training run in a worker process (module level, so that a spawned process can import it)."""
+def _train_sequential(todo: list[Any], runs_dir: Path, cost: dict[str, float], bar: SuiteProgress) -> None:
+    """Train the runs one after the other in this process, on one thread; the progress advances with every step."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for cfg in todo:
+            bar.stage(f"train {_tag(cfg)}")
+            per_step = cfg.batch_size * cost[cfg.model]
+            record = _train_or_record(cfg, runs_dir, on_step=lambda _step, ms=per_step: bar.advance(ms))
+            bar.run_done(_tag(cfg), _error(record))
+    finally:
+        torch.set_num_threads(threads)  # profiling measures latency on all threads too
+
+
+#: How often (s) a worker process reports its steps to the suite's progress.
+REPORT_EVERY_S = 1.0
+_steps_queue: Any = None  # in a worker process: where its steps go (set by _init_worker)
+
+
+def _init_worker(queue: Any) -> None:
+    """Set up a worker process: one intra-op thread, and the queue its progress goes to."""
+    import torch
+
+    global _steps_queue
+    torch.set_num_threads(1)
+    _steps_queue = queue
+
+
+def _train_in_worker(config: dict[str, Any], runs_dir: str) -> dict[str, Any]:
+    """One training run in a worker process (module level, so that a spawned process can import it); its finished
+    steps go to the suite's progress about once a second."""
     from effbench.train import TrainConfig
 
-    torch.set_num_threads(threads)
-    return _train_or_record(TrainConfig.from_dict(config), runs_dir)
+    cfg = TrainConfig.from_dict(config)
+    key, last = cfg.hash(), [0.0]
+
+    def on_step(step: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= REPORT_EVERY_S:
+            last[0] = now
+            _steps_queue.put((key, step))
+
+    return _train_or_record(cfg, runs_dir, on_step=on_step if _steps_queue is not None else None)
 
 
-def _train_parallel(todo: list[Any], runs_dir: Path, jobs: int, cost: dict[str, float], bar: _Progress) -> None:
-    """Train the runs ``jobs`` at a time in spawned processes; the bar advances as each run finishes.
-
-    The data splits are generated once here first, so that the workers read them from the cache instead of
-    each rendering the same frames.
-    """
+def _train_parallel(todo: list[Any], runs_dir: Path, jobs: int, cost: dict[str, float], bar: SuiteProgress) -> None:
+    """Train the runs ``jobs`` at a time in spawned processes, one thread each; the progress advances with the steps
+    the workers report, and by the rest of a run when it ends."""
     import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    _prepare_data(todo, bar)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     bar.stage(f"train {len(todo)} runs, {jobs} at a time")
+    context = multiprocessing.get_context("spawn")
+    steps_queue = context.Queue()
+    per_step = {c.hash(): c.batch_size * cost[c.model] for c in todo}
+    counted = dict.fromkeys(per_step, 0)  # steps of each run already counted
+
+    def count(key: str, step: int) -> None:
+        bar.advance((step - counted[key]) * per_step[key])
+        counted[key] = step
+
     # Longest first: the pool's last runs are then short ones, so the workers finish at about the same time.
     longest_first = sorted(todo, key=lambda c: -_run_cost(c, cost))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_in_worker, c.to_dict(), str(runs_dir), threads): c for c in longest_first}
-        for future in as_completed(futures):
-            cfg = futures[future]
-            bar.advance(_run_cost(cfg, cost))
-            bar.check(cfg, future.result())
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(steps_queue,)) as pool:
+        futures = {pool.submit(_train_in_worker, c.to_dict(), str(runs_dir)): c for c in longest_first}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=REPORT_EVERY_S, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    count(*steps_queue.get_nowait())
+                except queue_mod.Empty:
+                    break
+            for future in done:
+                cfg = futures[future]
+                count(cfg.hash(), cfg.steps)
+                bar.run_done(_tag(cfg), _error(future.result()))
 
 
-def _prepare_data(configs: list[Any], bar: _Progress) -> None:
-    """Generate (or read from the cache) every split the runs train and evaluate on, once per data set."""
+def _prepare_data(configs: list[Any], bar: SuiteProgress) -> None:
+    """Generate (or read from the cache) every split the runs train and evaluate on, once per data set, before the
+    training clock starts (so that the ETA measures training only, and parallel workers read the cache)."""
     from effbench.data import load_split
 
     data_sets = {(c.data_seed, json.dumps(c.data_config, sort_keys=True), c.train_size, c.val_size, c.test_size): c
                  for c in configs}
-    for cfg in data_sets.values():
-        bar.stage(f"data for {cfg.model}")
+    for i, cfg in enumerate(data_sets.values(), start=1):
+        bar.stage(f"data set {i}/{len(data_sets)} ({cfg.train_size} training frames)")
         for split, size in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
             if size > 0:
                 load_split(split, size, cfg)

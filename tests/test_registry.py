@@ -51,8 +51,10 @@ def test_cli_unknown_model_exit_2(capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: unknown model 'mobilenet_v2_100_imagnet'; closest: mobilenet_v2_100_imagenet")
         assert err.count("\n") == 1
-    # `list` with a pattern matching nothing is no error; an unknown command is argparse's usage error.
-    assert main(["list", "zzz*"]) == 0
+    # `list` with a pattern matching nothing says so with the closest names; an unknown command is argparse's usage
+    # error.
+    assert main(["list", "zzz*"]) == 2
+    assert capsys.readouterr().err.startswith("error: no model matches 'zzz*'; ")
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2

@@ -3,7 +3,6 @@ and provenance."""
 
 import json
 import os
-import pickle
 
 import pytest
 import torch
@@ -86,10 +85,13 @@ def test_bad_records_are_refused_by_name(tmp_path, data, message):
     assert isinstance(err.value, UsageError)  # the command line exits 2 with the message
 
 
-def test_store_refuses_a_broken_file(tmp_path):
+def test_store_leaves_a_broken_file_out_by_name(tmp_path):
     (tmp_path / "abc.json").write_text("{")
-    with pytest.raises(results.RecordError, match="cannot read"):
+    with pytest.raises(UsageError, match=r"holds no readable .*; unreadable: .*abc\.json \(unreadable \(JSONDecode"):
         results.load_store(tmp_path)
+    (tmp_path / "good.json").write_text(json.dumps(_run(config_hash="good")))
+    store = results.load_store(tmp_path)
+    assert len(store.runs) == 1 and store.bad_files[0][0] == str(tmp_path / "abc.json")
 
 
 class _Payload(nn.Module):
@@ -102,7 +104,7 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     assert results.load_checkpoint(path)["step"] == 3
     # A checkpoint holding an arbitrary object does not load: weights_only refuses to run its code.
     results.save_checkpoint(path, {"x": _Payload()})
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(results.RecordError, match=f"{path}: not a readable checkpoint"):
         results.load_checkpoint(path)
 
 

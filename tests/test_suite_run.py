@@ -22,7 +22,7 @@ from report_helpers import FILES, PNGS, check_tables_against_results, read_table
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     t0 = time.perf_counter()
-    code = main(["--suite", "smoke", "--out", str(out), "--no-progress"])
+    code = main(["--suite", "smoke", "--out", str(out), "--jobs", "1", "--no-progress"])
     return out, code, time.perf_counter() - t0
 
 
@@ -86,7 +86,7 @@ def test_failing_model_is_reported_and_suite_goes_on(smoke, tmp_path):
     try:
         shutil.copytree(out / "runs", tmp_path / "runs", ignore=shutil.ignore_patterns("suite"))
         before = {p.name: p.read_bytes() for p in (tmp_path / "runs").glob("*.json")}
-        result = run_suite("_test_failing", tmp_path, latency=False, progress=False, log=lambda _: None)
+        result = run_suite("_test_failing", tmp_path, latency=False, progress=False, jobs=1, log=lambda _: None)
         assert result.exit_code == 1
         assert len(result.failed) == 1 + 2 * result.plan.seeds["_test_broken_model"]
         assert all("broken on purpose" in line for line in result.failed)
@@ -134,7 +134,7 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
                                wall_s=0.0, steps_per_s=None)  # fmt: skip
 
     monkeypatch.setattr(effbench.train, "run", fake_run)
-    result = run_suite("smoke", tmp_path, fresh=True, latency=False, progress=False, log=lambda _: None)
+    result = run_suite("smoke", tmp_path, fresh=True, latency=False, progress=False, jobs=1, log=lambda _: None)
     assert seen == [False] * len(result.plan.configs)
     assert result.exit_code == 1 and all(line.endswith("fake") for line in result.failed)
 
@@ -142,9 +142,8 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_parallel_jobs_train_the_same_runs(smoke, tmp_path, monkeypatch):
     """``--jobs 2`` trains every planned run in worker processes; each ends where the sequential run did, both on
-    one thread per run: the tests run on one thread, and each worker gets cores / jobs threads (2 cores make it one
-    on any machine). On 1 and 2 threads a 12-step run at lr 1e-2 can end a few percent apart (float summation
-    order)."""
+    one thread per run (a suite trains on one thread, in this process or in each worker). On 1 and 2 threads a
+    12-step run at lr 1e-2 can end a few percent apart (float summation order)."""
     import os
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -173,7 +172,8 @@ def test_model_registered_at_another_input_size_trains_on_frames_of_that_size(tm
                         "test_size": 4, "eval_batch_size": 4}, "seeds": {"default": 1}}
     registry.register_suite(registry.Suite("_test_sizes", ("_test_hand_60x80",), settings={"budgets": {"b": budget}}))
     try:
-        result = run_suite("_test_sizes", tmp_path, budget="b", latency=False, progress=False, log=lambda _: None)
+        result = run_suite("_test_sizes", tmp_path, budget="b", latency=False, progress=False, jobs=1,
+                           log=lambda _: None)
         assert result.exit_code == 0, result.failed
         profile = json.loads((tmp_path / "runs" / "suite" / "profile-_test_hand_60x80.json").read_text())
         assert profile["input_shape"] == [1, 1, 60, 80] and profile["profile"]["input_shape"] == "1x1x60x80"

@@ -1,7 +1,8 @@
 """``bench.py gate``: fail when a model outgrows its budget or the committed baseline.
 
 Exit codes: 0 every budget and the baseline hold (latency warnings allowed), 1 a budget or the baseline is
-exceeded, 2 a usage or config error (unknown model or key in the budgets, malformed file).
+exceeded (or the baseline the budgets name is missing, unless --allow-missing-baseline), 2 a usage or config error
+(unknown model or key in the budgets file, malformed file), 3 a file that cannot be read or written (--json FILE).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from effbench.measure import DEFAULT_LIMIT_GB
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also gate a custom model built by FACTORY() (repeatable); named after the factory")
     p.add_argument("--input-shape", metavar="1,1,120,160",
                    help="input of the --module models, batch included (default 1,1,120,160)")
+    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_LIMIT_GB, metavar="GB",
+                   help="refuse a --module model whose forward pass at --input-shape needs more memory, estimated "
+                   f"before it runs (default {DEFAULT_LIMIT_GB:g})")
+    p.add_argument("--allow-missing-baseline", action="store_true",
+                   help="pass when the baseline the budgets name does not exist (checked against budgets only)")
     p.add_argument("--format", choices=("text", "markdown"), default="text",
                    help="text for logs, markdown for a pull-request comment")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from effbench.measure import parse_shape
     from effbench.results import write_atomic
 
-    shape = parse_shape(args.input_shape) if args.input_shape else None
+    shape = parse_shape(args.input_shape) if args.input_shape is not None else None
     gate = run_gate(
         args.budgets,
         args.baseline,
@@ -51,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         update_baseline=args.update_baseline,
         latency=not args.no_latency,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        max_memory_gb=args.max_memory_gb,
+        allow_missing_baseline=args.allow_missing_baseline,
     )
     result = gate.result
     baseline = str(gate.baseline_path) if gate.baseline_path else "none"

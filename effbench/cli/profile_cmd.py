@@ -18,7 +18,10 @@ import argparse
 import csv
 import json
 import sys
+import textwrap
 from typing import Any
+
+from effbench.measure import DEFAULT_LIMIT_GB
 
 RULE = "MACs: multiply-accumulates of conv/linear/matmul. FLOPs = 2 x MACs + 1 per output element of other ops."
 
@@ -33,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      "the factory")
     p.add_argument("--input-shape", metavar="B,C,H,W",
                    help="input shape with batch (default: a registered model's own; 1,1,120,160 for --module)")
+    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_LIMIT_GB, metavar="GB",
+                   help="refuse an input shape whose forward pass needs more memory, estimated before it runs "
+                   f"(default {DEFAULT_LIMIT_GB:g})")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the flat rows as JSON")
     out.add_argument("--csv", action="store_true", help="print the flat rows as CSV")
@@ -71,7 +77,7 @@ def _targets(args: argparse.Namespace) -> list[Any]:
     from effbench import measure, registry
     from effbench.errors import UsageError
 
-    shape = measure.parse_shape(args.input_shape) if args.input_shape else None
+    shape = measure.parse_shape(args.input_shape) if args.input_shape is not None else None
     names = list(args.model)
     if args.suite:
         names += [n for n in registry.get_suite(args.suite).models() if n not in names]
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     profiles = []
     for target in targets:
         try:
-            prof = profile_target(target, latency=latency, peers=not args.no_peers, runtimes=names or ("eager",))
+            prof = profile_target(target, args.max_memory_gb, latency=latency, peers=not args.no_peers,
+                                  runtimes=names or ("eager",))
         except Exception as err:
             # A model failing inside a suite is recorded and the suite goes on; a single model's bad input is a
             # usage error.
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         print(summary_table(rows))
+        print(table_notes(rows))
         if latency and any(name != "eager" for name in names):
             reference = _reference(args)
             print(f"\nlatency by runtime (batch 1, median of windows; x ref: the median over {reference}'s under the "
@@ -214,6 +222,30 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         headers, table = headers[:-1], [row[:-1] for row in table]
     note = RULE + " '+': lower bound (an op had no counting rule). Peak act: fp32, BN folded, liveness."
     return tabulate(table, headers=headers, disable_numparse=True) + "\n" + note
+
+
+#: All-threads latency this many times the 1-thread one means the threads waited for cores other processes hold.
+BUSY_RATIO = 2.0
+
+
+def table_notes(rows: list[dict[str, Any]]) -> str:
+    """What the summary table's less obvious columns mean, and a warning when the all-threads latency says the machine
+    is busy."""
+    lines = [
+        "ms 1t / Hz 1t: median latency at batch 1 on one thread, and its rate; ms mt: the same on all threads.",
+        "fvcore M / thop M / torch M: MACs in millions as fvcore, thop and torch's FlopCounterMode (its FLOPs / 2) "
+        "count them; --by-op shows where each differs from ours.",
+    ]
+    slow = [r for r in rows if r.get("latency_ms_1t") and r.get("latency_ms_mt")
+            and r["latency_ms_mt"] > BUSY_RATIO * r["latency_ms_1t"]]
+    if slow:
+        worst = max(slow, key=lambda r: r["latency_ms_mt"] / r["latency_ms_1t"])
+        lines.append(
+            f"note: on all threads {worst['model']} took {worst['latency_ms_mt']:.2f} ms against "
+            f"{worst['latency_ms_1t']:.2f} ms on one ({worst['latency_ms_mt'] / worst['latency_ms_1t']:.0f}x): the "
+            "threads wait for cores that other processes hold (a busy machine); compare the 1-thread figures"
+        )
+    return "\n".join(textwrap.fill(line, 118, subsequent_indent="  ") for line in lines)
 
 
 def module_table(prof: Any, depth: int) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+#: Where a suite's report goes without --out: a folder .gitignore lists, so that a first run leaves the clone clean.
+DEFAULT_OUT = "results"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,14 +16,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "its error, the suite goes on, and the exit code is 1.",
     )
     p.add_argument("--suite", required=True, help="suite name (bench.py list shows them)")
-    p.add_argument("--out", default=None, help="report folder (default reports/<suite>/; results store in OUT/runs/)")
+    p.add_argument("--out", default=None,
+                   help=f"report folder (default {DEFAULT_OUT}/<suite>/, which git ignores; results store in "
+                   "OUT/runs/). The committed reference report is written with an explicit --out reports/<suite>")
     p.add_argument("--budget", default="quick", help="training budget from the suite's settings: quick | full")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model and aux setting (default: the budget's)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device (default cpu)")
-    p.add_argument("--jobs", type=int, default=1, help="training runs at a time, each in its own process (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="training runs at a time, each in its own process on one thread (default: one per core)")
     p.add_argument("--fresh", action="store_true", help="rerun every planned run instead of reusing finished ones")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement while profiling")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (a terminal gets one line redrawn, a log plain lines)")
     p.set_defaults(run=run)
 
 
@@ -28,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from effbench.errors import UsageError
     from effbench.suite_run import run_suite
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
 
-    out = args.out or f"reports/{args.suite}"
+    out = args.out or f"{DEFAULT_OUT}/{args.suite}"
     result = run_suite(
         args.suite,
         out,

@@ -17,8 +17,8 @@ import json
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
-import tempfile
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
@@ -197,7 +197,9 @@ class SyntheticHands(Dataset):
 
     def _build(self) -> None:
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.cache_path.parent))
+        # A folder with the user's umask, like any other (mkdtemp's would stay owner-only once renamed into place).
+        tmp = self.cache_path.parent / f".building-{secrets.token_hex(6)}"
+        tmp.mkdir()
         pool = worker_pool(self.size)
         try:
             shards = []

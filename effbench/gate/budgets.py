@@ -101,6 +101,8 @@ class Budgets:
         tolerance: File-wide tolerances.
         baseline: Where the baseline JSON lives.
         lines: Entry or ``entry.key`` -> line number in the file, for error messages.
+        baseline_set: Whether the file names its baseline (then a missing baseline file is an error, not a default
+            that was never written).
     """
 
     path: Path
@@ -110,6 +112,7 @@ class Budgets:
     tolerance: dict[str, float] = field(default_factory=dict)
     baseline: Path | None = None
     lines: dict[str, int] = field(default_factory=dict)
+    baseline_set: bool = False
 
     def where(self, key: str) -> str:
         """``file:line`` for an entry or ``entry.key``, or just the file when the line is unknown."""
@@ -214,7 +217,9 @@ def load_budgets(path: str | Path) -> Budgets:
     where_table = "[tool.effbench.budgets]" if path.name == "pyproject.toml" else "[budgets] or [tool.effbench.budgets]"
     if table is None:
         raise UsageError(f"{path}: no {where_table} table")
-    lines = _line_numbers(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    _check_outer_keys(doc, path, text)
+    lines = _line_numbers(text)
     budgets = Budgets(path, {}, lines=lines)
 
     def fail(key: str, message: str) -> None:
@@ -253,7 +258,37 @@ def load_budgets(path: str | Path) -> Budgets:
                 fail(here, f"unknown budget key {key!r} for {pattern!r}; {closest(key, valid_keys)}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 fail(here, f"{pattern}.{key} must be a number >= 0, got {value!r}")
-    return Budgets(path, entries, reference, latency, tolerance, baseline, lines)
+    return Budgets(path, entries, reference, latency, tolerance, baseline, lines, baseline_set="baseline" in settings)
+
+
+def _check_outer_keys(doc: Mapping[str, Any], path: Path, text: str) -> None:
+    """Reject keys outside the budgets table that effbench would otherwise ignore: anything but ``budgets`` in
+    ``[tool.effbench]``, and in an effbench.toml anything but ``budgets`` and ``[tool.effbench]`` at the top (a
+    ``latncy = "error"`` above ``[budgets]`` belongs to no table effbench reads).
+
+    Raises:
+        UsageError: Naming the file, the line and the key.
+    """
+    ours = doc.get("tool", {}).get("effbench", {})
+    unknown = [f"tool.effbench.{k}" for k in ours if k != "budgets"]
+    if path.name != "pyproject.toml":
+        unknown += [k for k in doc if k not in ("budgets", "tool")]
+        unknown += [f"tool.{k}" for k in doc.get("tool", {}) if k != "effbench"]
+    if unknown:
+        key = unknown[0]
+        line = _line_of(text, key.rsplit(".", 1)[-1])
+        where = f"{path}:{line}" if line else str(path)
+        raise UsageError(f"{where}: unknown key {key!r} outside the budgets table; settings such as latency, "
+                         f"reference, baseline and tolerance go inside [budgets] (or [tool.effbench.budgets])")
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The first line that assigns ``key`` or opens a table named by it (best effort, for messages)."""
+    pattern = re.compile(rf"""^\s*(?:\[+[^\]]*?)?["']?{re.escape(key)}["']?\s*(?:=|\]|\.)""")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
 
 
 def _check_latency(value: Any, key: str, fail: Any) -> str:

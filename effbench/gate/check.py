@@ -76,11 +76,13 @@ class GateResult:
             ``error``, a changed input shape one with metric ``input_shape``.
         notes: Things worth saying that pass (no baseline for a model, latency not measured...).
         models: Model name -> the profile row it was judged on.
+        baseline_compared: Whether there was a baseline to compare with.
     """
 
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baseline_compared: bool = True
 
     @property
     def failures(self) -> list[Check]:
@@ -184,7 +186,8 @@ def check(
     Returns:
         The checks (with a verdict each) and notes.
     """
-    result = GateResult(models={b.model: dict(rows.get(b.model) or {}) for b in budgets})
+    result = GateResult(models={b.model: dict(rows.get(b.model) or {}) for b in budgets},
+                        baseline_compared=baseline is not None)
     for budget in budgets:
         base_row = baseline.get(budget.model) if baseline is not None else None
         if baseline is not None and base_row is None:

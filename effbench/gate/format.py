@@ -73,7 +73,8 @@ def summary(result: GateResult) -> str:
     models = f"{n_models} model{'s' * (n_models != 1)}"
     if fails:
         return f"gate FAILED: {fails} violation{'s' * (fails != 1)}{warn_text} over {models}"
-    return f"gate passed: {models} within budget and baseline{warn_text}"
+    against = "budget and baseline" if result.baseline_compared else "budget (no baseline compared)"
+    return f"gate passed: {models} within {against}{warn_text}"
 
 
 def format_text(result: GateResult, header: str = "") -> str:

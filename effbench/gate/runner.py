@@ -16,7 +16,7 @@ from effbench import measure
 from effbench.errors import UsageError, error_text
 from effbench.gate.baseline import read_baseline, write_baseline
 from effbench.gate.budgets import Budgets, ModelBudget, find_budgets_file, load_budgets
-from effbench.gate.check import GateResult, add_latency_ratios, check
+from effbench.gate.check import Check, GateResult, add_latency_ratios, check
 from effbench.gate.metrics import BASELINE_ROW_KEYS, LATENCY_MS_KEYS, METRICS
 from effbench.profiler import runtimes as rt
 
@@ -44,13 +44,17 @@ def _default_profile(
 
 def profile_model(
     target: measure.Target, *, latency: bool, runtimes: tuple[str, ...] = ("eager",),
-    profile_fn: ProfileFn | None = None,
+    profile_fn: ProfileFn | None = None, max_memory_gb: float | None = measure.DEFAULT_LIMIT_GB,
 ) -> dict[str, Any]:
     """Build one model's deployable form and profile it (timed under ``runtimes`` when ``latency``); an error of the
-    model's own becomes an ``error`` field."""
+    model's own becomes an ``error`` field.
+
+    Raises:
+        UsageError: A model that rejects its input shape, or whose shape needs more than ``max_memory_gb``.
+    """
     profile_fn = profile_fn or _default_profile
     try:
-        row = dict(profile_fn(measure.build_deployable(target), target.input_shape, latency=latency,
+        row = dict(profile_fn(measure.build_checked(target, max_memory_gb), target.input_shape, latency=latency,
                               runtimes=runtimes))
     except UsageError:
         raise  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
@@ -88,6 +92,8 @@ def run_gate(
     latency: bool = True,
     profile_fn: ProfileFn | None = None,
     progress: Callable[[str], None] | None = None,
+    max_memory_gb: float | None = measure.DEFAULT_LIMIT_GB,
+    allow_missing_baseline: bool = False,
 ) -> GateRun:
     """Gate every model the budgets name, plus the ``--module`` models.
 
@@ -103,6 +109,9 @@ def run_gate(
         profile_fn: ``(model, input_shape, latency=, runtimes=) -> row``; defaults to
             ``effbench.profile(...).as_dict()``.
         progress: Called with a line per model profiled (for a CLI's stderr).
+        max_memory_gb: Refuse a ``--module`` model whose forward pass needs more memory (None: no limit).
+        allow_missing_baseline: Pass when the baseline the budgets file names does not exist; otherwise that fails
+            the gate (a baseline that is not there compares nothing, and a typo in its path must not pass silently).
 
     Raises:
         UsageError: Config errors (file, keys, model names); exit 2.
@@ -150,11 +159,13 @@ def run_gate(
             progress(f"profiling {name}{' (with latency)' if wants_latency else ''}")
         target = by_name.get(name) or measure.registered(name)
         rows[name] = profile_model(target, latency=wants_latency and bool(runtimes),
-                                   runtimes=tuple(runtimes or ("eager",)), profile_fn=profile_fn)
+                                   runtimes=tuple(runtimes or ("eager",)), profile_fn=profile_fn,
+                                   max_memory_gb=max_memory_gb)
     add_latency_ratios(rows, budgets.reference if needs_ratio else None)
 
     run = GateRun(GateResult(), budgets_path, baseline_path, notes=notes)
     baseline_models: dict[str, Any] | None = None
+    missing: Check | None = None  # the failure of a baseline the budgets name that is not there
     if update_baseline:
         failed = [n for n in order if rows[n].get("error")]
         if failed:
@@ -166,8 +177,15 @@ def run_gate(
     elif baseline_path is not None and baseline_path.is_file():
         baseline_models = read_baseline(baseline_path)["models"]
     else:
-        run.notes.append(f"no baseline at {baseline_path}: checked budgets only (`--update-baseline` writes one)")
+        if budgets.baseline_set and not allow_missing_baseline:
+            missing = Check("gate", "baseline", None, status="fail", reasons=[
+                f"the baseline {baseline_path} named at {budgets.where('baseline')} does not exist; write it with "
+                "--update-baseline, fix the path, or pass --allow-missing-baseline"])
+        else:
+            run.notes.append(f"no baseline at {baseline_path}: checked budgets only (`--update-baseline` writes one)")
         run.baseline_path = None
     run.result = check(model_budgets, rows, baseline_models)
     run.result.notes[:0] = run.notes
+    if missing is not None:
+        run.result.checks.insert(0, missing)
     return run

@@ -20,6 +20,7 @@ from effbench.report.frame import results_frame
 from effbench.report.runtime import LatencyView, header_lines, latency_view
 from effbench.report.pareto import Point, plot_pareto
 from effbench.results import Store, load_store, write_atomic
+from effbench.results.store import NO_RECORD
 
 #: The Pareto plots: (file stem, prof_* cost key, scale, short name, axis title).
 PARETO_PLOTS: tuple[tuple[str, str, float, str, str], ...] = (
@@ -52,13 +53,25 @@ LATENCY_RULE_RUNTIME = (
 )
 
 
-def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: str) -> list[Point]:
-    """One point per (model, aux) with a cost and at least one successful run: the seed mean and sample std."""
+#: The budget every suite has for checking the pipeline, and what its report says about it.
+QUICK_BUDGET = "quick"
+QUICK_NOTE = (
+    "**A quick budget checks that the pipeline runs end to end; it is not for conclusions.** Its runs are far from "
+    "converged (the auxiliary heads may sit at chance), so the accuracy figures below do not compare architectures: "
+    "use the `full` budget (`--budget full`) for that."
+)
+
+
+def pareto_points(frame: pd.DataFrame, cost_key: str, scale: float, metric_key: str,
+                  error_scale: dict[str, float] | None = None) -> list[Point]:
+    """One point per (model, aux) with a cost and at least one successful run: the seed mean and sample std, each
+    error times its model's ``error_scale`` (default 1)."""
     points = []
     for (name, aux), group in frame[frame["aux"].notna()].groupby(["model", "aux"], sort=False):
         ok = group[group["status"] == "ok"]
         cost = group.iloc[0].get(cost_key)
-        errors = [float(v) for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
+        factor = (error_scale or {}).get(name, 1.0)
+        errors = [float(v) * factor for v in ok.get(metric_key, pd.Series(dtype=float)) if not tables.is_missing(v)]
         if tables.is_missing(cost) or not cost or cost <= 0 or not errors:
             continue
         mean, std = tables.mean_std(errors)
@@ -197,6 +210,36 @@ def input_size_note(frame: pd.DataFrame) -> str:
     )
 
 
+def pixel_scale(frame: pd.DataFrame) -> tuple[dict[str, float], int | None]:
+    """Per model, the factor that brings its pixel errors to the suite's most common frame width (a model at 240 x
+    320 has twice the pixels per mm of one at 120 x 160: its EPE is halved), and that width; ``({}, None)`` when every
+    model has the same input size."""
+    if "prof_input_shape" not in frame:
+        return {}, None
+    shapes = frame.drop_duplicates("model").set_index("model")["prof_input_shape"].dropna()
+    widths = {m: int(str(s).split("x")[-1]) for m, s in shapes.items()}
+    if len(set(widths.values())) < 2:
+        return {}, None
+    common = int(pd.Series(list(widths.values())).value_counts().index[0])
+    return {m: common / w for m, w in widths.items()}, common
+
+
+def seeds_text(frame: pd.DataFrame) -> str:
+    """``seeds per point: 3 (tiny_hand, mobilenet_v2_100), 1 (the others)``, from the successful runs."""
+    ok = frame[(frame["status"] == "ok") & frame["aux"].notna()]
+    per_model = ok.groupby("model", sort=False)["seed"].nunique()
+    if per_model.empty:
+        return "no successful runs"
+    counts = per_model.value_counts()
+    if len(counts) == 1:
+        n = int(counts.index[0])
+        return f"{n} seed{'s' * (n != 1)} per point"
+    common = int(counts.index[0])
+    others = [f"{int(n)} ({', '.join(per_model[per_model == n].index)})" for n in sorted(counts.index, reverse=True)
+              if n != common]
+    return f"seeds per point: {', '.join(others)}, {common} (the others)"
+
+
 def curve_lines(store: Store, plots: list[str]) -> list[str]:
     """The learning-curve section: the plots, the equal-steps comparison and every run's convergence (nothing when
     no record has a curve, as in stores written before curves were kept)."""
@@ -234,6 +277,8 @@ def render_markdown(
     if view.runtime:
         rules = rules[: rules.index("Latency:")] + LATENCY_RULE_RUNTIME
     lines += [f"- counting rules: {rules}", ""]
+    if store.manifest.get("budget") == QUICK_BUDGET:
+        lines += [QUICK_NOTE, ""]
     failures = tables.failures_table(frame)
     if not failures.empty:
         lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
@@ -274,8 +319,11 @@ def render_markdown(
                   "training frames, the soft-argmax head in fp32).", "", tables.to_markdown(int8), ""]
     lines += curve_lines(store, curve_plots)
     lines += ["## Pareto plots", ""]
+    _, width = pixel_scale(frame) if metric == "epe_px" else ({}, None)
+    scaled = f" EPE in pixels of a {width}-px-wide frame: a model at another input size has its EPE scaled by the " \
+             "ratio of the widths." if width else ""
     lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "
-              "arrow from off to on; dashed: the non-dominated front.", ""]
+              f"arrow from off to on; dashed: the non-dominated front.{scaled}", ""]
     lines += [f"![{title}]({fname})" for fname, title in plots] + [""]
     lines += ["## Counter cross-check", ""]
     lines += [
@@ -301,7 +349,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         metric: The accuracy the Pareto plots show: ``epe_px`` or ``err3d_mm``.
 
     Returns:
-        ``{"files": [paths written], "failed": number of failed stages, "frame": the results DataFrame}``.
+        ``{"files": [paths written], "failed": number of failed stages, "frame": the results DataFrame,
+        "bad_files": [(path, why)] of the store's files left out as unreadable, "left_out": [the runs they held]}``.
     """
     store = load_store(runs_dir)
     frame = results_frame(store)
@@ -314,14 +363,20 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         raise UsageError(f"unknown plot metric {metric!r}; valid: {', '.join(PLOT_METRICS)}")
     metric_key, metric_name, ylabel = PLOT_METRICS[metric]
     view = latency_view(store, frame)
+    error_scale, width = pixel_scale(frame) if metric == "epe_px" else ({}, None)
+    if width is not None:
+        ylabel = (f"2D end-point error, px of a {width}-px-wide frame (lower is better)\n"
+                  "test split; models at other input sizes scaled by width")
+    budget = store.manifest.get("budget")
+    subtitle = (f"budget {budget}, " if budget else "") + seeds_text(frame) + "; error bars: std over seeds"
     plots = []
     for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS:
         if stem == "latency" and view.runtime:
             cost_key, xlabel, cost_name = view.latency_key, view.axis_title, f"latency ({view.runtime})"
         fname = f"pareto_{stem}.png"
-        points = pareto_points(frame, cost_key, scale, metric_key)
+        points = pareto_points(frame, cost_key, scale, metric_key, error_scale)
         title = f"suite {store.suite}: {metric_name} against {cost_name}"
-        png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models)
+        png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models, subtitle=subtitle)
         written.append(write_atomic(out / fname, png))
         plots.append((fname, title))
     flops = {name: (store.profiles.get(name) or {}).get("flops") for name in store.models}
@@ -330,4 +385,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
     markdown = render_markdown(store, frame, plots, metric, view, list(curve_pngs))
     written.append(write_atomic(out / "report.md", markdown))
-    return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame}
+    left_out = [_run_name(r) for r in store.runs if r.get("status") == "missing" and r.get("error") != NO_RECORD]
+    return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame,
+            "bad_files": store.bad_files, "left_out": left_out}
+
+
+def _run_name(record: dict[str, Any]) -> str:
+    """``model aux=on seed=0`` of a run, from its (possibly partial) config."""
+    cfg = record.get("config") or {}
+    return f"{cfg.get('model')} aux={'on' if cfg.get('aux') else 'off'} seed={cfg.get('seed')}"

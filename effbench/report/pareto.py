@@ -1,9 +1,12 @@
 """Pareto plots: accuracy (an error, lower is better) against one cost per plot, on a log cost axis.
 
-Each model appears twice, trained without and with auxiliary tasks, joined by an arrow (off -> on); the
-non-dominated front over all points is drawn as a line. Labels are placed greedily so that none overlaps
-another label, a marker or an arrow. Figures have a fixed size and dpi, so every PNG is
-``FIGSIZE * DPI`` pixels (no tight bounding box, which would make the size depend on the labels).
+Each model appears twice, trained without and with auxiliary tasks, joined by an arrow (off -> on) drawn above
+the markers; an arrow shorter than the markers are wide is drawn beside them, so that its direction still shows.
+Models of the same cost (an ablation that changes no layer size), or so close that their markers would overlap,
+are drawn a few pixels apart, side by side, and the plot says so. The non-dominated front over all points is drawn
+as a line. Labels are placed greedily so that none overlaps another label, a marker or an arrow. Figures have a
+fixed size and dpi, so every PNG is ``FIGSIZE * DPI`` pixels (no tight bounding box, which would make the size
+depend on the labels).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ PNG_SIZE: tuple[int, int] = (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
 # because the front runs from the upper left to the lower right and labels to the right of it read better.
 _DIRECTIONS = ((1, 0), (1, 1), (1, -1), (0, 1), (0, -1), (-1, 0), (-1, 1), (-1, -1))
 _RADII = (7, 14, 24, 36, 50)
+#: Pixels between the markers of models of equal cost, and the shortest arrow drawn between a model's two markers
+#: (a shorter one is drawn beside them, this long).
+_TIE_GAP_PX = 11.0
+_MIN_ARROW_PX = 16.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ def plot_pareto(
     ylabel: str,
     title: str,
     models: Sequence[str] | None = None,
+    subtitle: str = "",
 ) -> bytes:
     """Draw one Pareto plot and return it as PNG bytes (written by the caller, atomically).
 
@@ -136,6 +144,7 @@ def plot_pareto(
         ylabel: Error axis title, with its unit.
         title: Figure title.
         models: Model order for colours (defaults to first appearance in ``points``).
+        subtitle: A smaller line under the title (the training budget and seeds).
 
     Returns:
         The PNG file's bytes, exactly :data:`PNG_SIZE` pixels.
@@ -149,7 +158,9 @@ def plot_pareto(
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        fig.suptitle(title, fontsize=11, y=0.975)
+        fig.suptitle(title, fontsize=11, y=0.985)
+        if subtitle:
+            fig.text(0.5, 0.935, subtitle, ha="center", va="center", fontsize=8.5, color="0.3")
         ax.grid(True, which="both", alpha=0.25)
         # Layout before drawing: label placement works in display coordinates, which a later layout would move.
         fig.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.1)
@@ -166,53 +177,85 @@ def plot_pareto(
         plt.close(fig)
 
 
+def _tie_offsets(x_px: dict[str, float]) -> dict[str, float]:
+    """Pixel offset along x of each model drawn (nearly) on top of another one: models whose costs are less than
+    :data:`_TIE_GAP_PX` apart on the axis are put side by side, centred on their mean position, in cost order."""
+    groups: list[list[str]] = []
+    for name in sorted(x_px, key=lambda n: x_px[n]):
+        if groups and x_px[name] - x_px[groups[-1][-1]] < _TIE_GAP_PX:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    offsets = {}
+    for names in (g for g in groups if len(g) > 1):
+        centre = sum(x_px[n] for n in names) / len(names)
+        for k, name in enumerate(names):
+            offsets[name] = centre + (k - (len(names) - 1) / 2) * _TIE_GAP_PX - x_px[name]
+    return offsets
+
+
 def _draw(ax, points: Sequence[Point], models: list[str], color_of: dict) -> None:
-    for p in points:
-        color = color_of[p.model]
-        face = color if p.aux else "white"
-        ax.errorbar([p.cost], [p.error], yerr=[p.error_std] if p.error_std else None, fmt="o", ms=7,
-                    mfc=face, mec=color, ecolor=color, elinewidth=0.8, capsize=2, zorder=3)
-    front = pareto_front([p.cost for p in points], [p.error for p in points])
-    ax.plot([points[i].cost for i in front], [points[i].error for i in front], "--", color="0.35", lw=1.2, zorder=2)
     # Margins so labels near the edge still fit: half a decade left and right, 12% of the range up and down.
     xs, ys = [p.cost for p in points], [p.error for p in points]
     ax.set_xlim(min(xs) / 2.2, max(xs) * 2.2)
     span = (max(ys) - min(ys)) or max(abs(max(ys)), 1.0) * 0.2
     ax.set_ylim(min(ys) - 0.15 * span, max(ys) + 0.15 * span)
+    # Where each point is drawn, in pixels: at its cost and error, moved aside when another model has its cost.
+    to_px = ax.transData.transform
+    shift = _tie_offsets({p.model: to_px([(p.cost, p.error)])[0][0] for p in points})
+    px = [to_px([(p.cost, p.error)])[0] + (shift.get(p.model, 0.0), 0.0) for p in points]
+    drawn = [tuple(ax.transData.inverted().transform([xy])[0]) for xy in px]
+    for p, (x, y) in zip(points, drawn):
+        color = color_of[p.model]
+        face = color if p.aux else "white"
+        ax.errorbar([x], [y], yerr=[p.error_std] if p.error_std else None, fmt="o", ms=7,
+                    mfc=face, mec=color, ecolor=color, elinewidth=0.8, capsize=2, zorder=3)
+    front = pareto_front([p.cost for p in points], [p.error for p in points])
+    ax.plot([drawn[i][0] for i in front], [drawn[i][1] for i in front], "--", color="0.35", lw=1.2, zorder=2)
+    index = {(p.model, p.aux): i for i, p in enumerate(points)}
     by_model: dict[str, dict[bool, Point]] = {}
     for p in points:
         by_model.setdefault(p.model, {})[p.aux] = p
+    arrows = []  # pixel end points of each off -> on arrow, for the label placement
     for name, pair in by_model.items():
         if False in pair and True in pair:
-            a, b = pair[False], pair[True]
-            ax.annotate("", (b.cost, b.error), xytext=(a.cost, a.error), zorder=2.5,
+            a, b = px[index[(name, False)]], px[index[(name, True)]]
+            if math.dist(a, b) < _MIN_ARROW_PX:  # it would hide under the markers: beside them, long enough to see
+                direction = 1.0 if b[1] >= a[1] else -1.0
+                mid_y = (a[1] + b[1]) / 2
+                x = a[0] + (-9.0 if shift.get(name, 0.0) < 0 else 9.0)  # on the side away from a tied neighbour
+                a, b = (x, mid_y - direction * _MIN_ARROW_PX / 2), (x, mid_y + direction * _MIN_ARROW_PX / 2)
+                shrink = 0.0
+            else:
+                shrink = 4.5
+            start, end = ax.transData.inverted().transform([a, b])
+            ax.annotate("", tuple(end), xytext=tuple(start), zorder=4,
                         arrowprops={"arrowstyle": "-|>", "color": color_of[name], "lw": 1.0,
-                                    "shrinkA": 4, "shrinkB": 4, "mutation_scale": 9})
+                                    "shrinkA": shrink, "shrinkB": shrink, "mutation_scale": 9})
+            arrows.append((a, b))
     handles = [
         Line2D([], [], marker="o", ls="", mfc="white", mec="0.3", label="aux off"),
         Line2D([], [], marker="o", ls="", mfc="0.3", mec="0.3", label="aux on (arrow: off -> on)"),
         Line2D([], [], ls="--", color="0.35", label="non-dominated front"),
     ]
+    if shift:
+        handles.append(Line2D([], [], ls="", label="equal-cost models side by side"))
     # Above the axes, not in them: wherever it sat inside, some suite's points would fall under it.
-    legend = ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8,
+    legend = ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), fontsize=8,
                        frameon=False)
     ax.figure.canvas.draw()
-    to_px = ax.transData.transform
     obstacles: list[Bbox] = [legend.get_window_extent(ax.figure.canvas.get_renderer())]
     pad = 6.0
-    for p in points:
-        (px, py), = to_px([(p.cost, p.error)])
-        obstacles.append(Bbox([[px - pad, py - pad], [px + pad, py + pad]]))
+    for x, y in px:
+        obstacles.append(Bbox([[x - pad, y - pad], [x + pad, y + pad]]))
     # Lines a label should not cover: the off -> on arrows, the error bars, the front; sampled as small boxes.
-    segments = [(pair[False], pair[True]) for pair in by_model.values() if False in pair and True in pair]
-    segments += [(points[a], points[b]) for a, b in zip(front, front[1:])]
-    lines = [to_px([(a.cost, a.error), (b.cost, b.error)]) for a, b in segments]
-    lines += [to_px([(p.cost, p.error - p.error_std), (p.cost, p.error + p.error_std)]) for p in points if p.error_std]
+    lines = list(arrows) + [(px[a], px[b]) for a, b in zip(front, front[1:])]
+    lines += [to_px([(x, y - p.error_std), (x, y + p.error_std)]) for p, (x, y) in zip(points, drawn) if p.error_std]
     for (x0, y0), (x1, y1) in lines:
         steps = max(1, int(math.hypot(x1 - x0, y1 - y0) / 5))
         for k in range(steps + 1):
             cx, cy = x0 + k / steps * (x1 - x0), y0 + k / steps * (y1 - y0)
             obstacles.append(Bbox([[cx - 2, cy - 2], [cx + 2, cy + 2]]))
     names = [m for m in models if m in by_model]
-    anchors = [(by_model[m].get(True) or by_model[m][False]) for m in names]
-    _place_labels(ax, [(p.cost, p.error) for p in anchors], names, [color_of[m] for m in names], obstacles)
+    anchors = [drawn[index[(m, True)]] if True in by_model[m] else drawn[index[(m, False)]] for m in names]
+    _place_labels(ax, anchors, names, [color_of[m] for m in names], obstacles)

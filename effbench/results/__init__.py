@@ -10,6 +10,7 @@ the gate baseline).
 from effbench.results.files import json_text, read_json, write_atomic, write_json
 from effbench.results.records import (
     SCHEMA,
+    NewerSchemaError,
     ProfileRecord,
     RecordError,
     RunRecord,
@@ -30,12 +31,14 @@ from effbench.results.store import (
     read_run,
     record_path,
     save_checkpoint,
+    set_aside,
     write_profile,
     write_run,
 )
 
 __all__ = [
     "SCHEMA",
+    "NewerSchemaError",
     "ProfileRecord",
     "RecordError",
     "RunRecord",
@@ -56,6 +59,7 @@ __all__ = [
     "reusable",
     "runtime_suffix",
     "save_checkpoint",
+    "set_aside",
     "write_atomic",
     "write_json",
     "write_profile",

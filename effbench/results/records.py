@@ -31,6 +31,10 @@ class RecordError(UsageError):
     """A results file that is not a record this version of effbench can read (exit code 2)."""
 
 
+class NewerSchemaError(RecordError):
+    """A record written by a newer effbench: sound, only not readable here (never set aside as corrupt)."""
+
+
 class RunRecord(TypedDict):
     """One training run: its config, outcome, test-split metrics, and where and when it ran.
 
@@ -121,7 +125,7 @@ def check_record(data: Any, kind: type, where: str) -> dict[str, Any]:
     if not _accepts(schema, int) or schema < 1:
         raise RecordError(f"{where}: {what} schema {schema!r} is not a positive integer")
     if schema > SCHEMA:
-        raise RecordError(f"{where}: {what} of schema {schema}, written by a newer effbench; this version reads "
+        raise NewerSchemaError(f"{where}: {what} of schema {schema}, written by a newer effbench; this version reads "
                           f"schemas 1 to {SCHEMA}: upgrade effbench")
     hints = typing.get_type_hints(kind)
     unknown = sorted(set(data) - set(hints))

@@ -1,6 +1,6 @@
 """The results store: where each file of a store lives, writing records into it and reading it back.
 
-Layout of a store folder (``bench.py train --out DIR``, or ``reports/<suite>/runs`` for a suite)::
+Layout of a store folder (``bench.py train --out DIR``, or ``<report folder>/runs`` for a suite)::
 
     <config_hash>.json                     one run record per trained (model, aux, seed), written when it ends
     checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the final weights only
@@ -24,7 +24,7 @@ from typing import Any
 
 from effbench.errors import UsageError
 from effbench.results.files import read_json, write_atomic, write_json
-from effbench.results.records import ProfileRecord, RecordError, RunRecord, check_record
+from effbench.results.records import NewerSchemaError, ProfileRecord, RecordError, RunRecord, check_record
 
 SUITE_DIR = "suite"
 MANIFEST = "manifest.json"
@@ -56,7 +56,7 @@ def _read(path: Path) -> Any:
     try:
         return read_json(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RecordError(f"results store: cannot read {path}: {err}") from err
+        raise RecordError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
 
 
 def read_run(path: str | os.PathLike) -> RunRecord:
@@ -94,10 +94,34 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only; no code runs)."""
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only; no code runs).
+
+    Raises:
+        RecordError: If the file is not a checkpoint this version reads (truncated, garbage, or holding code).
+    """
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch says UnpicklingError, RuntimeError or EOFError for a broken file
+        raise RecordError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise RecordError(f"{path}: not a checkpoint (a dict), found {type(state).__name__}")
+    return state
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename a corrupt file to ``<name>.corrupt-<n>`` (the first free n) beside it, so that it is kept for a look but
+    no longer read (a store's ``*.json`` glob does not see it); return the new path."""
+    path = Path(path)
+    n = 1
+    while path.with_name(f"{path.name}.corrupt-{n}").exists():
+        n += 1
+    target = path.with_name(f"{path.name}.corrupt-{n}")
+    os.replace(path, target)
+    return target
 
 
 @dataclass
@@ -110,12 +134,14 @@ class Store:
         profiles: Profile record per model name.
         runs: Run records, in the manifest's planned order when there is a manifest; a planned run without a
             record stands as one with status ``missing``.
+        bad_files: ``(path, why)`` of each record or profile that could not be read and was left out.
     """
 
     root: Path
     manifest: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    bad_files: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def suite(self) -> str:
@@ -142,23 +168,43 @@ class Store:
         return names
 
 
-def _missing_run(plan: dict[str, Any]) -> dict[str, Any]:
-    """What stands for a planned run that has no record (a suite interrupted before it), so a report shows the gap."""
+#: The error of a planned run without a record.
+NO_RECORD = "no run record (suite interrupted?)"
+
+
+def _missing_run(plan: dict[str, Any], error: str = NO_RECORD) -> dict[str, Any]:
+    """What stands for a planned run that has no record (a suite interrupted before it, or a record that could not be
+    read), so a report shows the gap."""
     return {
         "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks") if k in plan},
         "config_hash": plan["config_hash"],
         "status": "missing",
-        "error": "no run record (suite interrupted?)",
+        "error": error,
         "metrics": {},
     }
+
+
+def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The checked record at ``path``, or None with ``(path, why)`` added to ``bad``; a newer schema still raises
+    (the fix is to upgrade effbench, not to leave runs out)."""
+    try:
+        return check_record(_read(path), kind, str(path))
+    except NewerSchemaError:
+        raise
+    except RecordError as err:
+        bad.append((str(path), str(err).split(f"{path}: ", 1)[-1]))  # the reason, without the file named twice
+        return None
 
 
 def load_store(root: str | os.PathLike) -> Store:
     """Read a results store folder (or its ``suite`` subfolder).
 
+    A run record or profile that cannot be read is left out and listed in ``Store.bad_files``; a planned run whose
+    record was left out stands as ``missing``, its error naming the file.
+
     Raises:
-        UsageError: If the folder does not exist or holds nothing.
-        RecordError: If a file cannot be read or is not a record this version reads.
+        UsageError: If the folder does not exist or holds nothing readable.
+        RecordError: If the manifest cannot be read, or a record is of a newer schema.
     """
     folder = Path(root)
     if folder.name == SUITE_DIR and (folder / MANIFEST).exists():
@@ -171,16 +217,28 @@ def load_store(root: str | os.PathLike) -> Store:
         if not isinstance(store.manifest, dict):
             raise RecordError(f"{manifest_path(folder)}: not a suite manifest (a JSON object)")
     for path in sorted((folder / SUITE_DIR).glob(f"{PROFILE_PREFIX}*.json")):
-        record = check_record(_read(path), ProfileRecord, str(path))
-        store.profiles[record["model"]] = record
-    records = {rec["config_hash"]: rec for rec in load_records(folder)}
+        record = _readable(path, ProfileRecord, store.bad_files)
+        if record is not None:
+            store.profiles[record["model"]] = record
+    records = {}
+    unreadable = {}
+    for path in sorted(folder.glob("*.json")):
+        record = _readable(path, RunRecord, store.bad_files)
+        if record is None:
+            unreadable[path.stem] = f"run record {path} unreadable, left out"
+        else:
+            records[record["config_hash"]] = record
     planned = store.manifest.get("runs")
     if planned is not None:
-        store.runs = [records.get(plan["config_hash"]) or _missing_run(plan) for plan in planned]
+        for plan in planned:
+            key = plan["config_hash"]
+            store.runs.append(records.get(key) or _missing_run(plan, unreadable.get(key, NO_RECORD)))
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:
-        raise UsageError(f"results store {str(folder)!r} holds no run records or profiles")
+        bad = ", ".join(f"{path} ({why})" for path, why in store.bad_files)
+        unreadable = f"; unreadable: {bad}" if bad else ""
+        raise UsageError(f"results store {str(folder)!r} holds no readable run records or profiles{unreadable}")
     return store
 
 

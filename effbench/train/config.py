@@ -130,6 +130,10 @@ class TrainConfig:
 
             if not torch.cuda.is_available():
                 raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False; use --device cpu")
+        for f in dataclasses.fields(self):  # inf and nan pass every comparison below that a number could fail
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{f.name} must be a finite number, got {value}")
         for name in ("steps", "batch_size", "train_size", "test_size", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -157,13 +157,14 @@ class _Run:
     # --- checkpoints
     def resume(self) -> None:
         """Take up the state of this run's checkpoint, if it has one of the same model."""
-        ckpt = results.load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None
+        ckpt = self._load_checkpoint()
         if ckpt is None or ckpt.get("model_fingerprint", self.fingerprint) != self.fingerprint:
             return  # no checkpoint, or the model changed since: start afresh
         self.model.load_state_dict(ckpt["model"])
         self.step, self.train_s, self.wall_s = int(ckpt["step"]), float(ckpt["train_s"]), float(ckpt["wall_s"])
         self.eval_s = float(ckpt.get("eval_s", 0.0))
         self.stopped = bool(ckpt.get("stopped", False))
+        self.final_loss = float(ckpt.get("final_loss", float("nan")))
         if "curve" in ckpt:
             self.curve = Curve.from_state(ckpt["curve"])
             self.best = ckpt.get("best")
@@ -172,6 +173,19 @@ class _Run:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.balancer.load_state_dict(ckpt["balancer"])
             _set_rng_state(ckpt["rng"], self.generators, self.device)
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        """This run's checkpoint, or None when it has none; an unreadable one is set aside (renamed, and said so),
+        and the run starts afresh rather than failing on every rerun."""
+        if not self.ckpt_path.exists():
+            return None
+        try:
+            return results.load_checkpoint(self.ckpt_path)
+        except results.RecordError as err:
+            moved = results.set_aside(self.ckpt_path)
+            print(f"effbench: {err}: set aside as {moved.name}; training run {self.hash} from the start",
+                  file=sys.stderr)
+            return None
 
     def checkpoint(self, final: bool) -> None:
         """Save the run's state atomically; a final checkpoint holds the evaluated weights and the curve only."""
@@ -187,6 +201,7 @@ class _Run:
             "curve": self.curve.state_dict(),
             "loss_sum": self.loss_sum,
             "loss_n": self.loss_n,
+            "final_loss": self.final_loss,  # so that a record rebuilt from a final checkpoint has it too
         }
         if not final:
             state.update(optimizer=self.optimizer.state_dict(), balancer=self.balancer.state_dict(), best=self.best)
@@ -398,8 +413,8 @@ def run(
     config_hash = config.hash()
     path = results.record_path(out, config_hash)
     fingerprint = fingerprint_of(config.model)
-    if path.exists():
-        record = results.read_run(path)
+    record = _read_record(path)
+    if record is not None:
         if results.reusable(record, fingerprint):
             return record
         if record.get("status") == "ok":  # the model's layers changed since: its weights cannot be resumed either
@@ -432,6 +447,22 @@ def run(
     )
     results.write_run(out, record)
     return record
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The run record at ``path``, or None when there is none; an unreadable one (truncated, not a record) is set
+    aside, said so, and the run done again (from its checkpoint when it has a final one). A record of a newer
+    schema is not corrupt: it raises."""
+    if not path.exists():
+        return None
+    try:
+        return results.read_run(path)
+    except results.NewerSchemaError:
+        raise
+    except results.RecordError as err:
+        moved = results.set_aside(path)
+        print(f"effbench: {err}: set aside as {moved.name}; running it again", file=sys.stderr)
+        return None
 
 
 def run_many(
