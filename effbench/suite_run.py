@@ -125,13 +125,19 @@ def plan_suite(
         device: ``cpu`` or ``cuda``.
         data_cache_dir: Where generated data splits are cached (not part of any config hash).
 
+    A suite of profile-only models has no training runs: its plan profiles them only, whatever the budget.
+
     Raises:
-        UsageError: Unknown suite or budget, a suite without budgets, a bad override or seed count.
+        UsageError: Unknown suite or budget, a trainable suite without budgets, a bad override or seed count.
     """
     from effbench.train import TrainConfig
 
     suite = get_suite(suite_name)
     budgets = suite_budgets(suite)
+    if not suite.trainable_models():  # a suite of profile-only models (tinyml): profiled and reported, not trained
+        runtimes, deployment = suite_runtimes(suite)
+        return SuitePlan(suite, budget, suite.models(), {}, {}, device=device, runtimes=runtimes,
+                         deployment_runtime=deployment)
     if not budgets:
         with_budgets = [s for s in list_suites() if suite_budgets(get_suite(s))]
         raise UsageError(

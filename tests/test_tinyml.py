@@ -16,6 +16,7 @@ from effbench import profile
 from effbench.cli import main
 from effbench.registry import create_model, get_suite, model_info
 from profile_helpers import deployed_profile
+from report_helpers import read_table
 
 
 def conv(
@@ -114,3 +115,20 @@ def test_resnet8_peer_counters_differ_where_explained():
     notes = prof.peer_notes()
     assert f"norm +{2 * bn:,}" in notes["fvcore"] and f"norm +{4 * bn:,}" in notes["thop"]
     assert "no difference by op type" in notes["torch"]
+
+
+@pytest.mark.slow
+def test_the_tinyml_suite_profiles_and_reports_without_training(tmp_path):
+    """A suite of profile-only models: `bench.py --suite tinyml` profiles the four models and writes a report of
+    their costs and the counter cross-check, with no accuracy sections, no training and no budget needed."""
+    from effbench.suite_run import run_suite
+
+    result = run_suite("tinyml", tmp_path, latency=False, progress=False, log=lambda line: None)
+    md = (tmp_path / "report.md").read_text()
+    assert result.exit_code == 0
+    assert "- profile-only suite: no training runs" in md and "## Accuracy" not in md
+    costs = read_table(md, "## Cost of the deployable models")
+    assert [(r["model"], r["params"]) for r in costs] == [
+        ("resnet8_cifar10", "78,186"), ("ds_cnn_kws", "23,756"), ("mobilenet_v1_025_vww", "216,322"),
+        ("fc_autoencoder_ad", "267,928")]
+    assert "## Counter cross-check" in md and not list(tmp_path.glob("pareto_*.png"))

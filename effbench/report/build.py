@@ -256,45 +256,12 @@ def curve_lines(store: Store, plots: list[str]) -> list[str]:
     return lines + [tables.to_markdown(table), ""]
 
 
-def render_markdown(
-    store: Store,
-    frame: pd.DataFrame,
-    plots: list[tuple[str, str]],
-    metric: str,
-    view: LatencyView = LatencyView(None),
-    curve_plots: list[str] = (),
-) -> str:
-    """The text of ``report.md``; latency from ``view``'s runtime (eager PyTorch, the old layout, by default)."""
-    facts = header_facts(store)
-    ref = store.reference
-    lines = [f"# effbench report: suite `{store.suite}`", ""]
-    lines += [f"- {k}: {v}" for k, v in facts.items()]
-    lines += header_lines(view, frame)
-    if ref:
-        lines.append(f"- reference model: `{ref}`")
-    lines += budget_lines(store, frame)
-    rules = COUNTING_RULES
-    if view.runtime:
-        rules = rules[: rules.index("Latency:")] + LATENCY_RULE_RUNTIME
-    lines += [f"- counting rules: {rules}", ""]
-    if store.manifest.get("budget") == QUICK_BUDGET:
-        lines += [QUICK_NOTE, ""]
-    failures = tables.failures_table(frame)
-    if not failures.empty:
-        lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
-                  "is complete.", ""]
-    line = headline(frame, store, view)
-    if line:
-        lines += [line, ""]
-    if ref and store.models and store.models[0] != ref:
-        lines += claims.claim_lines(frame, store.models[0], ref)
-    lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame, view.cost_columns)), ""]
-    if ref:
-        lines += [f"## Cost relative to `{ref}` (same run)", ""]
-        lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).",
-                  ""]
-        lines += [tables.to_markdown(tables.ratio_table(frame, ref, view.cost_columns)), ""]
-    lines += ["## Accuracy without and with auxiliary tasks", ""]
+def accuracy_lines(
+    store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str, curve_plots: list[str]
+) -> list[str]:
+    """The accuracy sections: tables without and with aux, the auxiliary heads, the ablation, int8, the learning
+    curves and the Pareto plots."""
+    lines = ["## Accuracy without and with auxiliary tasks", ""]
     lines += [
         "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
         "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better."
@@ -325,6 +292,50 @@ def render_markdown(
     lines += [f"Accuracy ({PLOT_METRICS[metric][2]}) against each cost; open marker: aux off, filled: aux on, "
               f"arrow from off to on; dashed: the non-dominated front.{scaled}", ""]
     lines += [f"![{title}]({fname})" for fname, title in plots] + [""]
+    return lines
+
+
+def render_markdown(
+    store: Store,
+    frame: pd.DataFrame,
+    plots: list[tuple[str, str]],
+    metric: str,
+    view: LatencyView = LatencyView(None),
+    curve_plots: list[str] = (),
+) -> str:
+    """The text of ``report.md``; latency from ``view``'s runtime (eager PyTorch, the old layout, by default)."""
+    facts = header_facts(store)
+    ref = store.reference
+    lines = [f"# effbench report: suite `{store.suite}`", ""]
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += header_lines(view, frame)
+    if ref:
+        lines.append(f"- reference model: `{ref}`")
+    trained = bool(store.runs)  # a suite of profile-only models (tinyml) has costs, no accuracy
+    lines += budget_lines(store, frame) if trained else ["- profile-only suite: no training runs"]
+    rules = COUNTING_RULES
+    if view.runtime:
+        rules = rules[: rules.index("Latency:")] + LATENCY_RULE_RUNTIME
+    lines += [f"- counting rules: {rules}", ""]
+    if trained and store.manifest.get("budget") == QUICK_BUDGET:
+        lines += [QUICK_NOTE, ""]
+    failures = tables.failures_table(frame)
+    if not failures.empty:
+        lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
+                  "is complete.", ""]
+    line = headline(frame, store, view)
+    if line:
+        lines += [line, ""]
+    if ref and store.models and store.models[0] != ref:
+        lines += claims.claim_lines(frame, store.models[0], ref)
+    lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame, view.cost_columns)), ""]
+    if ref:
+        lines += [f"## Cost relative to `{ref}` (same run)", ""]
+        lines += ["Each figure as a percentage of the reference model's; Hz as a multiple of it (above 1x: faster).",
+                  ""]
+        lines += [tables.to_markdown(tables.ratio_table(frame, ref, view.cost_columns)), ""]
+    if trained:
+        lines += accuracy_lines(store, frame, plots, metric, curve_plots)
     lines += ["## Counter cross-check", ""]
     lines += [
         "MACs of each deployable model by our counter and by fvcore, thop and torch's FlopCounterMode (its FLOPs / 2), "
@@ -370,7 +381,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     budget = store.manifest.get("budget")
     subtitle = (f"budget {budget}, " if budget else "") + seeds_text(frame) + "; error bars: std over seeds"
     plots = []
-    for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS:
+    for stem, cost_key, scale, cost_name, xlabel in PARETO_PLOTS if store.runs else ():
         if stem == "latency" and view.runtime:
             cost_key, xlabel, cost_name = view.latency_key, view.axis_title, f"latency ({view.runtime})"
         fname = f"pareto_{stem}.png"
