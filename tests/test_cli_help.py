@@ -18,3 +18,11 @@ def test_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "bench.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
     for command in ("list", "profile", "train", "gate", "run", "report", "data"):
         assert command in out.stdout
+
+
+def test_every_subcommand_help_renders():
+    # A "%" in a help string (e.g. "under 5% of the compute") crashes argparse's --help with a TypeError.
+    for command in ("list", "profile", "train", "gate", "run", "report", "data"):
+        out = subprocess.run([sys.executable, "bench.py", command, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, (command, out.stderr[-500:])
+        assert out.stdout.startswith("usage: bench.py " + command)

@@ -81,7 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             type=kind,
             default=None,
             metavar="on|off" if isinstance(default, bool) else "JSON" if isinstance(default, dict) else f.name.upper(),
-            help=f"{helps.get(f.name, '')} (default: {shown})",
+            # argparse %-formats help text: a literal "%" in a field's help must reach it as "%%".
+            help=f"{helps.get(f.name, '')} (default: {shown})".replace("%", "%%"),
         )
     p.set_defaults(run=run)
 
