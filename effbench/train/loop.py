@@ -133,7 +133,9 @@ class _Run:
         self.device = device = torch.device(config.device)
         self.ckpt_path = results.checkpoint_path(out_dir, config_hash)
         torch.manual_seed(config.seed)  # model initialisation
-        self.model = create_model(config.model).to(device)
+        # Channels-last weights (so activations follow): torch's CPU convolutions run 1.5-1.8x faster in training
+        # for these models (measured: tiny_hand and mobilenet_v2_100, batch 32, one thread); same arithmetic.
+        self.model = create_model(config.model).to(device, memory_format=torch.channels_last)
         # Without auxiliary tasks the deployable form is trained: same weights, no auxiliary heads computed.
         self.net = self.model if config.aux else self.model.deployable()
         tasks = config.tasks()
