@@ -31,15 +31,23 @@ def test_curve_best_and_plateau_by_hand():
     assert not Curve(patience=0).plateaued()
 
 
-def test_still_improving_compares_the_last_two_fifths():
-    def points(epes):
-        return [{"step": 100 * (i + 1), "val_epe_px": e} for i, e in enumerate(epes)]
+def points(epes):
+    return [{"step": 100 * (i + 1), "val_epe_px": e} for i, e in enumerate(epes)]
 
+
+def test_still_improving_compares_the_last_two_fifths():
     # steps 100..1000: the fourth fifth is steps 700-800, the last fifth 900-1000.
     assert still_improving(points([9, 8, 7, 6, 5, 4.0, 3.0, 3.0, 2.9, 2.8])) is True  # 2.8 < 3.0 * 0.98
     assert still_improving(points([9, 8, 7, 6, 5, 4.0, 3.0, 3.0, 2.95, 2.97])) is False  # 1.7% better
     assert still_improving(points([5.0, 4.0])) is None  # too short to tell
     assert still_improving([]) is None
+
+
+def test_a_run_stopped_on_its_plateau_is_not_still_improving():
+    # The fifths fall by 7% (a late learning-rate drop), but the run ended on its plateau rule: converged.
+    falling = points([9, 8, 7, 6, 5, 4.0, 3.0, 3.0, 2.9, 2.8])
+    assert still_improving(falling, stopped_on_plateau=True) is False
+    assert still_improving(falling, stopped_on_plateau=False) is True
 
 
 def test_plateau_schedule_divides_the_rate():

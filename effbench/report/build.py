@@ -250,7 +250,8 @@ def curve_lines(store: Store, plots: list[str]) -> list[str]:
     lines = ["## Learning curves and convergence", "",
              "Validation EPE during training; each run is tested with the weights of its best validation point. A "
              "run is **still improving** when the best EPE of the last fifth of its curve is more than 2% below that "
-             f"of the fifth before: {flagged} of {len(table)} run(s) here.", ""]
+             "of the fifth before and the run ended at its step cap (a run that stopped on its plateau rule saw no "
+             f"real gain at its lowest learning rate): {flagged} of {len(table)} run(s) here.", ""]
     lines += [f"![{name}]({name})" for name in plots] + [""]
     lines += claims.equal_steps_lines(store.runs, store.models)
     return lines + [tables.to_markdown(table), ""]

@@ -50,7 +50,7 @@ def convergence_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "stop step": conv.get("stop_step"),
             "cap": cfg["steps"],
             "stopped on plateau": conv.get("stopped_on_plateau"),
-            "still improving": still_improving(curve),
+            "still improving": still_improving(curve, stopped_on_plateau=bool(conv.get("stopped_on_plateau"))),
             "wall s": rec.get("wall_s"),
         })
     return rows

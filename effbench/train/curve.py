@@ -75,11 +75,20 @@ class Curve:
         return cls(**state)
 
 
-def still_improving(points: list[dict[str, Any]], threshold: float = STILL_IMPROVING) -> bool | None:
+def still_improving(
+    points: list[dict[str, Any]], threshold: float = STILL_IMPROVING, stopped_on_plateau: bool = False
+) -> bool | None:
     """Whether a curve still falls at its end: the best validation EPE of its last fifth (by step) is more than
     ``threshold`` below the best of the fifth before. None when there are too few points to tell (fewer than one
     point in each of the two fifths).
+
+    A run that ``stopped_on_plateau`` is not still improving, whatever its fifths say: it ended because its last
+    ``patience`` validation points at its lowest learning rate brought no relative gain of ``min_delta``. Its
+    late learning-rate drops do lower the EPE inside the last two fifths, which is the schedule working, not a run
+    cut short; the fifths rule is for runs that end at their step cap.
     """
+    if stopped_on_plateau:
+        return False
     valid = [(p["step"], p["val_epe_px"]) for p in points if p.get("val_epe_px") is not None]
     if not valid:
         return None

@@ -337,9 +337,9 @@ class _Run:
             "eval_every": self.config.eval_interval(),
             "best_step": self.curve.best_step if self.curve.best_epe is not None else None,
             "stop_step": self.step,
-            "stopped_on_plateau": self.stopped and self.step < self.config.steps,
+            "stopped_on_plateau": (on_plateau := self.stopped and self.step < self.config.steps),
             "plateaus": self.curve.plateaus,
-            "still_improving": still_improving(self.curve.points),
+            "still_improving": still_improving(self.curve.points, stopped_on_plateau=on_plateau),
             "eval_share": self.eval_s / self.train_s if self.train_s > 0 else None,
         }
 
