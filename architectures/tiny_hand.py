@@ -25,19 +25,90 @@ class TinyHandConfig:
     """The knobs the ablations turn."""
 
     stem_channels: int = 16  # at 1/4: the stem's output, the decoder's output and its last skip
-    channels: tuple[int, int, int] = (24, 48, 48)  # tier 1 (1/8), tier 2 (1/16), tier 3 (1/16)
-    dilations: tuple[int, int] = (1, 2)  # tier 2's 3x3, tier 3's 3x3
+    channels: tuple[int, int] = (24, 64)  # at 1/8 (tier 1) and 1/16 (tier 2)
+    blocks8: int = 1  # residual depthwise-separable blocks at 1/8
+    dilations: tuple[int, ...] = (1, 2, 4, 1, 2)  # one residual depthwise-separable block at 1/16 per entry
     early_stride: int = 4  # 4: one 4x4 patch stem to 1/4; 2: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv
-    skip8: bool = True  # the decoder also adds tier 1's 1/8 map and refines there (depthwise-separable 3x3)
+    upsample: str = "bilinear"  # the decoder's upsampling ("bilinear" or "nearest")
 
     def scaled(self, factor: float) -> TinyHandConfig:
-        """Every width times ``factor`` (tier 3 kept even, for its halved bottleneck)."""
-        c1, c2, c3 = (max(2, round(c * factor / 2) * 2) for c in self.channels)
-        return dataclasses.replace(self, stem_channels=max(2, round(self.stem_channels * factor)), channels=(c1, c2, c3))
+        """Every width times ``factor``."""
+        c1, c2 = (max(2, round(c * factor)) for c in self.channels)
+        return dataclasses.replace(self, stem_channels=max(2, round(self.stem_channels * factor)), channels=(c1, c2))
 
 
-class Tier2Unit(nn.Module):
-    """2x2 stride-2 down-projection, then a dense (optionally dilated) 3x3 conv with an identity skip."""
+class DSBlock(nn.Module):
+    """Residual depthwise-separable unit: a depthwise (optionally dilated) 3x3, a pointwise 1x1, an identity skip."""
+
+    def __init__(self, channels: int, dilation: int = 1):
+        super().__init__()
+        self.dw = conv_bn(channels, channels, 3, dilation=dilation, groups=channels)
+        self.pw = conv_bn(channels, channels, 1, act=False)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.pw(self.dw(x)))
+
+
+def _stem(cfg: TinyHandConfig) -> nn.Module:
+    # A plain patch convolution (kernel = stride, no padding): ONNX Runtime runs it as one Conv, where the
+    # space-to-depth reshape + transpose + 1x1 it replaced (faster in eager PyTorch) was the most expensive node of
+    # the whole graph (~150 us of a 0.2 ms inference).
+    s = cfg.stem_channels
+    if cfg.early_stride == 4:
+        return conv_bn(1, s, 4, stride=4)
+    if cfg.early_stride == 2:
+        return nn.Sequential(conv_bn(1, s // 2, 2, stride=2), conv_bn(s // 2, s, 3, stride=2))
+    raise ValueError(f"early_stride must be 2 or 4, got {cfg.early_stride}")
+
+
+class TinyHandEncoder(nn.Module):
+    """Stem to 1/4; tier 1, a 2x2 stride-2 conv to 1/8 and ``blocks8`` DS blocks; tier 2, a 2x2 stride-2 conv to
+    1/16 and one DS block per dilation. Returns the stem's, tier 1's and tier 2's maps."""
+
+    def __init__(self, cfg: TinyHandConfig):
+        super().__init__()
+        s, (c1, c2) = cfg.stem_channels, cfg.channels
+        self.stem = _stem(cfg)
+        self.tier1 = nn.Sequential(conv_bn(s, c1, 2, stride=2), *(DSBlock(c1) for _ in range(cfg.blocks8)))
+        self.tier2 = nn.Sequential(conv_bn(c1, c2, 2, stride=2), *(DSBlock(c2, d) for d in cfg.dilations))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        f0 = self.stem(x)
+        f1 = self.tier1(f0)
+        return [f0, f1, self.tier2(f1)]
+
+
+class TinyHandDecoder(nn.Module):
+    """Back to 1/4 through additive skips: tier 2 projected (1x1 with bias) and upsampled to 1/8, plus tier 1's
+    map, refined by a depthwise-separable 3x3 to the stem's width; upsampled to 1/4, plus the stem's map."""
+
+    def __init__(self, cfg: TinyHandConfig, deep_channels: int | None = None):
+        super().__init__()
+        s, c1 = cfg.stem_channels, cfg.channels[0]
+        if cfg.upsample not in ("bilinear", "nearest"):
+            raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {cfg.upsample!r}")
+        self.mode = cfg.upsample
+        self.proj = nn.Conv2d(deep_channels or cfg.channels[-1], c1, 1)
+        self.refine8 = nn.Sequential(conv_bn(c1, c1, 3, groups=c1), conv_bn(c1, s, 1, act=False))
+        self.act = nn.ReLU(inplace=True)
+
+    def extra_repr(self) -> str:
+        return f"upsample={self.mode!r}"  # in the repr, so the model fingerprint of a run record sees the mode
+
+    def _up(self, x: Tensor, like: Tensor) -> Tensor:
+        if self.mode == "nearest":
+            return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        f0, f1, deep = feats
+        x = self.refine8(self.act(f1 + self._up(self.proj(deep), f1)))
+        return self.act(f0 + self._up(x, f0))
+
+
+class DenseTier2Unit(nn.Module):
+    """The earlier dense layout's tier 2: 2x2 stride-2 down-projection, then a dense dilated 3x3, identity skip."""
 
     def __init__(self, cin: int, cout: int, dilation: int):
         super().__init__()
@@ -50,8 +121,8 @@ class Tier2Unit(nn.Module):
         return self.act(x + self.conv(x))
 
 
-class Tier3Unit(nn.Module):
-    """Bottleneck: 1x1 reduce, dense dilated 3x3, 1x1 expand, identity skip."""
+class DenseTier3Unit(nn.Module):
+    """The earlier dense layout's tier 3: bottleneck 1x1 reduce, dense dilated 3x3, 1x1 expand, identity skip."""
 
     def __init__(self, channels: int, dilation: int):
         super().__init__()
@@ -65,28 +136,16 @@ class Tier3Unit(nn.Module):
         return self.act(x + self.expand(self.conv(self.reduce(x))))
 
 
-class TinyHandEncoder(nn.Module):
-    """Stem to 1/4, tier 1 to 1/8, tier 2 to 1/16, tier 3 at 1/16; returns the stem's, tier 1's and tier 3's maps."""
+class DenseTinyHandEncoder(nn.Module):
+    """The earlier dense layout (ablation): stem to 1/4 (16 ch), one 2x2 stride-2 conv to 1/8 (24 ch), a dense
+    tier 2 to 1/16 (48 ch, 3x3 at dilation 1) and a dense bottleneck tier 3 (3x3 at dilation 2)."""
 
-    def __init__(self, cfg: TinyHandConfig):
+    def __init__(self, cfg: TinyHandConfig, width: int = 48):
         super().__init__()
-        c1, c2, c3 = cfg.channels
-        if c2 != c3:
-            raise ValueError(f"tier 3 keeps tier 2's width (identity skip): got channels {cfg.channels}")
-        s = cfg.stem_channels
-        # The stem is a plain patch convolution (kernel = stride, no padding): ONNX Runtime runs it as one Conv,
-        # where the space-to-depth reshape + transpose + 1x1 it replaced (faster in eager PyTorch) was the most
-        # expensive node of the whole graph (~150 us of a 0.2 ms inference).
-        if cfg.early_stride == 4:
-            self.stem = conv_bn(1, s, 4, stride=4)
-        elif cfg.early_stride == 2:
-            self.stem = nn.Sequential(conv_bn(1, s // 2, 2, stride=2), conv_bn(s // 2, s, 3, stride=2))
-        else:
-            raise ValueError(f"early_stride must be 2 or 4, got {cfg.early_stride}")
-        d2, d3 = cfg.dilations
-        self.tier1 = conv_bn(s, c1, 2, stride=2)
-        self.tier2 = Tier2Unit(c1, c2, d2)
-        self.tier3 = Tier3Unit(c3, d3)
+        self.stem = _stem(cfg)
+        self.tier1 = conv_bn(cfg.stem_channels, cfg.channels[0], 2, stride=2)
+        self.tier2 = DenseTier2Unit(cfg.channels[0], width, 1)
+        self.tier3 = DenseTier3Unit(width, 2)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         f0 = self.stem(x)
@@ -94,41 +153,17 @@ class TinyHandEncoder(nn.Module):
         return [f0, f1, self.tier3(self.tier2(f1))]
 
 
-class TinyHandDecoder(nn.Module):
-    """Back to 1/4 through additive skips: tier 3 projected (1x1 with bias) and upsampled bilinearly to 1/8, plus
-    tier 1's map, refined by a depthwise-separable 3x3 to the stem's width; upsampled to 1/4, plus the stem's map.
-    Without ``skip8``: tier 3 projected straight to the stem's width and upsampled from 1/16 to 1/4."""
-
-    def __init__(self, cfg: TinyHandConfig):
-        super().__init__()
-        s, c1, c3 = cfg.stem_channels, cfg.channels[0], cfg.channels[2]
-        self.skip8 = cfg.skip8
-        self.proj3 = nn.Conv2d(c3, c1 if cfg.skip8 else s, 1)
-        if cfg.skip8:
-            self.refine8 = nn.Sequential(conv_bn(c1, c1, 3, groups=c1), conv_bn(c1, s, 1, act=False))
-        self.act = nn.ReLU(inplace=True)
-
-    @staticmethod
-    def _up(x: Tensor, like: Tensor) -> Tensor:
-        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-    def forward(self, feats: list[Tensor]) -> Tensor:
-        f0, f1, f3 = feats
-        x = self.proj3(f3)
-        if self.skip8:
-            x = self.refine8(self.act(f1 + self._up(x, f1)))
-        return self.act(f0 + self._up(x, f0))
-
-
-def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), **kwargs) -> HandPoseNet:
-    encoder, decoder = TinyHandEncoder(cfg), TinyHandDecoder(cfg)
+def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), *, dense: bool = False, **kwargs) -> HandPoseNet:
+    encoder = DenseTinyHandEncoder(cfg) if dense else TinyHandEncoder(cfg)
+    deep = 48 if dense else cfg.channels[-1]
+    decoder = TinyHandDecoder(cfg, deep_channels=deep)
     init_weights(encoder)
     init_weights(decoder)
     net = KeypointNet(encoder, decoder, cfg.stem_channels, **kwargs)
-    return HandPoseNet(net, encoder_channels=cfg.channels[2], decoder_channels=cfg.stem_channels)
+    return HandPoseNet(net, encoder_channels=deep, decoder_channels=cfg.stem_channels)
 
 
-@register_model(params=37_080, macs=3_499_680)
+@register_model(params=36_048, macs=3_531_200)
 def tiny_hand(**kwargs) -> HandPoseNet:
     """The tiny hand-pose net: 37k parameters, 3.5 M MACs (7.2 MFLOPs) at 120 x 160 (deployable form): 1.6% of
     mobilenet_v2_100's parameters and 2.9% of its FLOPs.
@@ -171,39 +206,40 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     return _create_tiny_hand(**kwargs)
 
 
-@register_model(params=18_408, macs=2_069_760)
-def tiny_hand_compact(**kwargs) -> HandPoseNet:
-    """Ablation, the earlier layout: tiers 2 and 3 at 32 channels and no 1/8 skip in the decoder (18k parameters,
-    2.1 M MACs). What do the width at 1/16 and the 1/8 skip buy at convergence?"""
-    return _create_tiny_hand(TinyHandConfig(channels=(24, 32, 32), skip8=False), **kwargs)
+@register_model(params=37_080, macs=3_499_680)
+def tiny_hand_dense(**kwargs) -> HandPoseNet:
+    """Ablation, the earlier dense layout at the same cost (37k parameters, 3.5 M MACs): 16/24/48 channels, a dense
+    residual 3x3 and a dense bottleneck at 1/16 instead of five depthwise-separable blocks. Dense or
+    depthwise-separable for the same MACs: which is more accurate, and which is faster under each runtime?"""
+    return _create_tiny_hand(dense=True, **kwargs)
 
 
-@register_model(params=145_960, macs=12_889_920)
+@register_model(params=133_400, macs=12_483_200)
 def tiny_hand_wide(**kwargs) -> HandPoseNet:
     """Ablation, every width x2: does capacity beyond the 2%-of-MobileNetV2 budget buy accuracy?"""
     return _create_tiny_hand(TinyHandConfig().scaled(2.0), **kwargs)
 
 
-@register_model(params=9_568, macs=1_020_720)
+@register_model(params=10_364, macs=1_095_200)
 def tiny_hand_slim(**kwargs) -> HandPoseNet:
     """Ablation, every width x0.5: how far below the budget can the net shrink before accuracy breaks?"""
     return _create_tiny_hand(TinyHandConfig().scaled(0.5), **kwargs)
 
 
-@register_model(params=37_080, macs=3_499_680)
+@register_model(params=36_048, macs=3_531_200)
 def tiny_hand_nodil(**kwargs) -> HandPoseNet:
-    """Ablation, all dilations 1 (same params and MACs): what does tier 3's receptive field add?"""
-    return _create_tiny_hand(TinyHandConfig(dilations=(1, 1)), **kwargs)
+    """Ablation, all dilations 1 (same params and MACs): what do the 1/16 blocks' receptive fields add?"""
+    return _create_tiny_hand(TinyHandConfig(dilations=(1, 1, 1, 1, 1)), **kwargs)
 
 
-@register_model(params=38_024, macs=4_728_480)
+@register_model(params=36_992, macs=4_760_000)
 def tiny_hand_s2(**kwargs) -> HandPoseNet:
     """Ablation, no early 4x downsampling: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv to 1/4 (a
     conventional two-stride-2 stem). Tests what working at 1/2 resolution buys for its MACs and latency."""
     return _create_tiny_hand(TinyHandConfig(early_stride=2), **kwargs)
 
 
-@register_model(input_shape=(1, 1, 240, 320), params=37_080, macs=14_678_400)
+@register_model(input_shape=(1, 1, 240, 320), params=36_048, macs=14_745_600)
 def tiny_hand_240x320(**kwargs) -> HandPoseNet:
     """The same net at 240 x 320 input, the size comparison with the paper's 35 MFLOPs figure (4x the cost)."""
     return _create_tiny_hand(**kwargs)
