@@ -179,7 +179,8 @@ def test_non_integer_bilinear_resize_as_products(tmp_path):
     for n_in, n_out in ((7, 15), (10, 20), (15, 30), (5, 3)):
         x = torch.randn(1, 1, 1, n_in, dtype=torch.float64)
         ref = nn.functional.interpolate(x, size=(1, n_out), mode="bilinear", align_corners=False)
-        torch.testing.assert_close(torch.from_numpy(onnx_passes.interpolation_matrix(n_in, n_out)) @ x[0, 0, 0], ref[0, 0, 0])
+        matrix = torch.from_numpy(onnx_passes.interpolation_matrix(n_in, n_out))
+        torch.testing.assert_close(matrix @ x[0, 0, 0], ref[0, 0, 0])
 
 
 def test_timed_loop_runs_on_bound_buffers(tmp_path):

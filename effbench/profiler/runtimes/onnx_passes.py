@@ -108,14 +108,16 @@ def fold_input_affine(model: Any) -> bool:
         tensor = node.output[0]
     conv = node
     pads, auto_pad = _attr(conv, "pads", []), _attr(conv, "auto_pad", b"NOTSET")
-    if not chain or conv.op_type != "Conv" or conv.input[0] != tensor or any(pads) or auto_pad not in (b"NOTSET", b"VALID"):
+    if not chain or conv.op_type != "Conv" or conv.input[0] != tensor:
+        return False
+    if any(pads) or auto_pad not in (b"NOTSET", b"VALID"):  # a padded border: not exact
         return False
     weight = constant(model, conv.input[1])
     bias = constant(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
     if weight is None or (len(conv.input) > 2 and conv.input[2] and bias is None):
         return False
     w64 = weight.astype(np.float64)
-    b64 = (bias.astype(np.float64) if bias is not None else np.zeros(w64.shape[0])) + b * w64.sum(axis=(1, 2, 3))
+    b64 = (bias.astype(np.float64) if bias is not None else np.zeros(w64.shape[0])) + b * w64.sum(axis=tuple(range(1, w64.ndim)))
     w_name, b_name = conv.input[1] + "_input_folded", conv.name + "_bias_input_folded"
     _set_initializer(model, w_name, (a * w64).astype(weight.dtype))
     _set_initializer(model, b_name, b64.astype(weight.dtype))
@@ -249,6 +251,5 @@ def deployed(workspace: Workspace, passes: tuple[Callable[[Any], Any], ...] = PA
     """The workspace's exported model with ``passes`` applied, made once per set of passes and shared by the runtimes
     that run it."""
     names = "-".join(p.__name__ for p in passes)
-    return workspace.shared(
-        f"onnx-{names}", lambda: rewrite(onnx_export.exported(workspace), workspace.folder / f"model-{names}.onnx", passes)
-    )
+    target = workspace.folder / f"model-{names}.onnx"
+    return workspace.shared(f"onnx-{names}", lambda: rewrite(onnx_export.exported(workspace), target, passes))
