@@ -1,6 +1,7 @@
-"""Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, int8 keeps the
-soft-argmax head in fp32, a model the exporter refuses is recorded with its reason, MLPerf Tiny windows, the
-roofline, and nothing written under the home folder."""
+"""Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, the exact graph
+passes (input affine folded, non-integer bilinear resize as products) change no output and refuse where they would,
+the timed loop's bound buffers, int8 keeps the soft-argmax head in fp32, a model the exporter refuses is recorded
+with its reason, MLPerf Tiny windows, the roofline, and nothing written under the home folder."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from effbench.measure import build_deployable, registered
 from effbench.profiler import Stats, TimingConfig, runtimes as rt
 from effbench.profiler.latency import deployed_copy, time_fn
 from effbench.profiler.roofline import gemm_gmacs
-from effbench.profiler.runtimes import onnx_export
+from effbench.profiler.runtimes import onnx_export, onnx_passes
+from effbench.profiler.runtimes.ort import BoundRun, OrtModel
 from effbench.profiler.runtimes.ort_int8 import head_nodes
 
 FAST = TimingConfig(warmup_s=0.0, warmup_runs=1, windows=2, budget_s=0.0, min_runs=2, min_runs_slow=2, max_runs=4)
@@ -89,6 +91,111 @@ def test_int8_keeps_the_soft_argmax_head_in_fp32(tmp_path):
     assert sum(n.op_type == "QuantizeLinear" for n in int8.graph.node) >= 9  # the convolutions' inputs are int8
     assert prepared.file_bytes < 0.7 * onnx_export.exported(ws).stat().st_size  # int8 weights
     assert prepared.run(x)["keypoints"].shape == (1, 8, 2)  # its accuracy: test_runtime_eval.py
+
+
+class _Affine(nn.Module):
+    """A fixed depth normalisation as the hand-pose nets have it: ``(x - center) * (1 / scale)``."""
+
+    def forward(self, x):
+        return (x - 500.0) * (1.0 / 250.0)
+
+
+class _PatchNet(nn.Module):
+    """An input affine, a first convolution (a 4x4 stride-4 patch conv, or a padded 3x3 one), then a map upsampled
+    bilinearly by a non-integer factor (7 x 10 to 15 x 20) and by an integer one (to 30 x 40)."""
+
+    def __init__(self, padded: bool = False):
+        super().__init__()
+        self.norm = _Affine()
+        self.stem = nn.Conv2d(1, 4, 3, 4, padding=1) if padded else nn.Conv2d(1, 4, 4, 4)
+        self.down = nn.Conv2d(4, 4, 4, 4)
+
+    def forward(self, x):
+        f = torch.relu(self.stem(self.norm(x)))
+        up = nn.functional.interpolate(self.down(f), size=(15, 20), mode="bilinear", align_corners=False)
+        return nn.functional.interpolate(up, size=(30, 40), mode="bilinear", align_corners=False)
+
+
+def _frames(n: int = 4) -> list[torch.Tensor]:
+    """Random depth frames with holes (0 mm) in a corner block and scattered pixels, as a depth camera gives them."""
+    g = torch.Generator().manual_seed(2)
+    frames = []
+    for _ in range(n):
+        x = 300 + 700 * torch.rand((1, 1, 120, 160), generator=g)
+        x[..., :13, :21] = 0
+        x[torch.rand(x.shape, generator=g) < 0.1] = 0
+        frames.append(x)
+    return frames
+
+
+def _op_types(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def test_depth_norm_folds_into_tiny_hands_patch_stem(tmp_path):
+    """tiny_hand's stem pads nothing: the folded graph starts at the convolution and gives the same outputs as the
+    exported one, holes (0 mm) included."""
+    torch.manual_seed(0)
+    net, folded = deployed_copy(_trained_like(create_model("tiny_hand").deployable()))
+    ws = rt.Workspace(net, _frames(1)[0], tmp_path, folded)
+    plain = OrtModel(onnx_export.exported(ws), folded)
+    fused = OrtModel(onnx_passes.deployed(ws, (onnx_passes.fold_input_affine,)), folded)
+    assert _op_types(plain.path)[:3] == ["Sub", "Mul", "Conv"] and _op_types(fused.path)[0] == "Conv"
+    for x in _frames():
+        out, ref = fused.run(x), plain.run(x)
+        for k in ref:
+            torch.testing.assert_close(out[k], ref[k], atol=1e-4, rtol=0, msg=f"output {k}")
+    assert fused.file_bytes <= plain.file_bytes + 4 * 16 + 200  # one bias vector more, nothing else
+
+
+def test_input_affine_is_not_folded_into_a_padded_conv(tmp_path):
+    """A padded border reads a normalised 0 (a raw 500 mm) where a folded convolution would read a raw 0: not exact,
+    so the graph is left as it is."""
+    import onnx
+
+    ws = rt.Workspace(_PatchNet(padded=True).eval(), _frames(1)[0], tmp_path)
+    model = onnx.load(str(onnx_export.exported(ws)))
+    before = model.SerializeToString()
+    assert onnx_passes.fold_input_affine(model) is False
+    assert model.SerializeToString() == before
+
+
+def test_non_integer_bilinear_resize_as_products(tmp_path):
+    """The 7 x 10 -> 15 x 20 resize becomes two MatMuls, the integer 2x one stays a Resize (ONNX Runtime's blocked
+    kernel runs it faster); the deployed graph equals eager PyTorch and the exported graph."""
+    ws = rt.Workspace(_PatchNet().eval(), _frames(1)[0], tmp_path)
+    plain = OrtModel(onnx_export.exported(ws), True)
+    deployed = rt.get("ort").prepare(ws)
+    assert _op_types(plain.path).count("Resize") == 2 and _op_types(plain.path)[:2] == ["Sub", "Mul"]
+    ops = _op_types(deployed.path)
+    assert ops.count("Resize") == 1 and ops.count("MatMul") == 2 and "Sub" not in ops and "Mul" not in ops
+    for x in _frames():
+        with torch.no_grad():
+            ref = ws.model(x)
+        torch.testing.assert_close(deployed.run(x)["output"], ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(plain.run(x)["output"], ref, atol=1e-4, rtol=0)
+    for n_in, n_out in ((7, 15), (10, 20), (15, 30), (5, 3)):
+        x = torch.randn(1, 1, 1, n_in, dtype=torch.float64)
+        ref = nn.functional.interpolate(x, size=(1, n_out), mode="bilinear", align_corners=False)
+        matrix = torch.from_numpy(onnx_passes.interpolation_matrix(n_in, n_out))
+        torch.testing.assert_close(matrix @ x[0, 0, 0], ref[0, 0, 0])
+
+
+def test_timed_loop_runs_on_bound_buffers(tmp_path):
+    """The timed call writes into buffers bound once; they hold what a plain ``session.run`` returns."""
+    torch.manual_seed(0)
+    net, folded = deployed_copy(_trained_like(create_model("tiny_hand").deployable()))
+    x = _frames(1)[0]
+    prepared = rt.get("ort").prepare(rt.Workspace(net, x, tmp_path, folded))
+    with prepared.runner(x, 1) as call:
+        assert isinstance(call, BoundRun)
+        call()
+        bound = call.outputs()
+    assert list(bound) == ["keypoints", "heatmaps"]
+    for k, v in prepared.run(x).items():
+        torch.testing.assert_close(torch.from_numpy(bound[k]), v, atol=0, rtol=0)
 
 
 class _Branchy(nn.Module):

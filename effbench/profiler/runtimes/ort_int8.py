@@ -1,5 +1,10 @@
 """ONNX Runtime int8: the exported fp32 file quantized statically (QDQ, per-channel weights), head kept in fp32.
 
+The file quantized has the exact input fold of :data:`~effbench.profiler.runtimes.onnx_passes.INT8_PASSES` applied
+first: the input's uint8 levels move with the affine (the calibrated range is its image), so int8 computes nearly
+the same (a trained ``tiny_hand``: test EPE 8.184 against 8.186 px unfolded, 256 frames) without two elementwise
+ops on the full-size input (6% faster).
+
 Static quantization fixes every activation's int8 range from calibration inputs
 (:mod:`~effbench.profiler.runtimes.calibration`), so the runtime never measures ranges while it runs; weights are
 int8 per output channel, activations uint8 (ONNX Runtime's recommended pairing on x86, and a no-saturation
@@ -17,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from effbench.profiler.runtimes import calibration, onnx_export
+from effbench.profiler.runtimes import calibration, onnx_export, onnx_passes
 from effbench.profiler.runtimes.base import Prepared, Runtime, RuntimeFailure, Workspace
 from effbench.profiler.runtimes.ort import OrtModel, OrtRuntime, onnxruntime
 
@@ -104,6 +109,6 @@ class OrtInt8Runtime(Runtime):
         return OrtRuntime().version()
 
     def prepare(self, workspace: Workspace) -> Prepared:
-        fp32 = onnx_export.exported(workspace)
+        fp32 = onnx_passes.deployed(workspace, onnx_passes.INT8_PASSES)
         path = quantize(fp32, workspace.folder / "model-int8.onnx", calibration.frames(workspace))
         return OrtModel(path, workspace.bn_folded)
