@@ -165,42 +165,39 @@ def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), *, dense: bool = F
 
 @register_model(params=36_048, macs=3_531_200)
 def tiny_hand(**kwargs) -> HandPoseNet:
-    """The tiny hand-pose net: 37k parameters, 3.5 M MACs (7.2 MFLOPs) at 120 x 160 (deployable form): 1.6% of
-    mobilenet_v2_100's parameters and 2.9% of its FLOPs.
+    """The tiny hand-pose net: 36k parameters, 3.5 M MACs (7.4 MFLOPs) at 120 x 160 (deployable form): 1.6% of
+    mobilenet_v2_100's parameters and 3.0% of its FLOPs.
 
     Layout (ours; the paper's layer list is not public): depth normalisation; a 4x4 stride-4 patch stem to 1/4
-    (16 ch); tier 1, one 2x2 stride-2 dense conv to 1/8 (24 ch); tier 2, a 2x2 stride-2 down-projection to 1/16
-    (48 ch) and a residual dense 3x3; tier 3, a residual bottleneck (1x1 reduce, dense 3x3 at dilation 2, 1x1
-    expand); a decoder that projects tier 3 (1x1), upsamples it to 1/8, adds tier 1, refines with a
-    depthwise-separable 3x3, upsamples to 1/4 and adds the stem; a 1x1 heatmap conv and the soft-argmax. The tiers
-    grow in complexity as the patent describes (one conv; a conv plus a residual conv; a three-layer residual
-    bottleneck), and the auxiliary heads read tier 3 (pooled) and the decoder's output (mask).
+    (16 ch); tier 1, a 2x2 stride-2 conv to 1/8 (24 ch) and one residual depthwise-separable (DS) block; tier 2, a
+    2x2 stride-2 conv to 1/16 (64 ch) and five residual DS blocks at dilations 1, 2, 4, 1, 2; a decoder that
+    projects tier 2 (1x1), upsamples it bilinearly to 1/8, adds tier 1, refines with a DS 3x3, upsamples to 1/4
+    and adds the stem; a 1x1 heatmap conv and the soft-argmax. The auxiliary heads read tier 2 (pooled) and the
+    decoder's output (mask).
 
-    Why (latencies: one thread of our 2-core machine, batch 1, BatchNorm folded; the deployment runtime is ONNX
-    Runtime, where one run of 2026-12-01 timed it at 0.133 ms, 7,500 Hz, 61x faster than mobilenet_v2_100, on a
-    loaded machine):
+    Why (A/B runs: tiny_hand with auxiliary tasks, seed 0, 8,192 training frames, batch 32, cosine schedule,
+    test split of 1,024 frames; the net underfits, training-frame EPE equals test EPE):
+      * Depth over width at 1/16, in depthwise-separable blocks: for the same MACs (3.5 M) five residual DS blocks
+        at 64 channels instead of the earlier dense residual 3x3 + dense bottleneck at 48 (``tiny_hand_dense``)
+        reached 9.17 against 10.28 px after 4,000 steps (-10.8%; PCK@5 36.8% against 29.3%). At 1/16 a frame is
+        80 cells, so a DS block costs 0.37 M MACs; the dilations (1, 2, 4) give the stack a receptive field of the
+        whole frame. Eight blocks at 48 channels were behind after 1,000 steps (13.03 against 12.74 px) and were
+        not pursued.
       * Early aggressive downsampling: one 4x4 stride-4 convolution to 1/4. At 120 x 160 every layer at full or
         half resolution costs more than the whole rest of the net; the keypoints are read from a 1/4 map anyway.
-        A plain convolution, not the space-to-depth reshape + 1x1 that eager PyTorch ran faster: under ONNX
-        Runtime that transpose was the most expensive node of the graph.
-        A 2x2 patch to 1/2 and a 3x3 stride-2 conv to 1/4 (``tiny_hand_s2``) cost 35% more MACs and reached the
-        same validation EPE (11.74 against 11.81 px after 2,000 steps, same seed and data).
-      * Width where it is cheap: at 1/16 a 120 x 160 frame is 70 cells, so tier 2 and 3 carry 48 channels for
-        1.5 M MACs. The net underfits, not overfits (training-frame EPE equals test EPE), and capacity pays more
-        the longer it trains: against the earlier 18k-parameter layout (``tiny_hand_compact``) in 12,000-step
-        cosine runs (same seed and data), validation EPE 3.3% lower after 4,000 steps, 7.7% after 6,000, and a
-        test EPE of 8.68 against 9.47 px at the end (-8.4%; PCK@5 40.3% against 33.1%).
-      * The decoder's 1/8 skip with a depthwise-separable refinement: tier 1's map carries finger-scale detail
-        that 1/16 features lack and the stem's single linear patch cannot; it lowered test EPE by 2.2% after
-        4,000 steps (10.47 against 10.71 px) for 0.2 M MACs. A refinement at 1/4 instead cost 0.5 M MACs and was
-        worse after 1,000 steps (13.91 against 13.18 px).
-      * Non-overlapping 2x2 strided convolutions to go down, not 3x3 stride 2: torch's batch-1 CPU convolution
-        builds an im2col buffer for small maps, so a padded 3x3 stride-2 conv costs more for more MACs.
-      * Dense 3x3 convolutions in the encoder: at 1/16 a dense 3x3 is cheap in MACs, and depthwise-separable
-        tiers saved only ~5% of the ONNX Runtime latency of the earlier layout (0.203 against 0.213 ms).
-      * One dilated 3x3 (dilation 2 in tier 3) gives tier 3 a receptive field of most of the 120 x 160 frame at
-        1/16 without another layer; ``tiny_hand_nodil`` measures what it buys.
-      * Identity skips in tiers 2 and 3 (gradient flow through a thin net); additive decoder skips, not
+        A plain convolution, not a space-to-depth reshape + 1x1: under ONNX Runtime that transpose was the most
+        expensive node of the graph. A 2x2 patch to 1/2 and a 3x3 stride-2 conv to 1/4 (``tiny_hand_s2``) cost
+        35% more MACs and reached the same validation EPE on the dense layout (11.74 against 11.81 px after 2,000
+        steps).
+      * The decoder's 1/8 skip with a DS refinement: tier 1's map carries finger-scale detail that 1/16 features
+        lack; on the dense layout it lowered test EPE by 2.2% after 4,000 steps (10.47 against 10.71 px) for
+        0.2 M MACs. A refinement at 1/4 instead cost 0.5 M MACs and was worse (13.91 against 13.18 px, 1,000
+        steps).
+      * Bilinear upsampling: nearest (cheaper under ONNX Runtime) was 3.8% behind after 2,000 steps (11.14
+        against 10.73 px validation EPE).
+      * Non-overlapping 2x2 strided convolutions to go down, not 3x3 stride 2: no padding, fewer MACs, and torch's
+        batch-1 CPU convolution builds an im2col buffer for small padded maps.
+      * Identity skips in every block (gradient flow through a thin net); additive decoder skips, not
         concatenated ones: no extra channels in the convolution after.
     """
     return _create_tiny_hand(**kwargs)
