@@ -48,11 +48,12 @@ register_suite(
                 # better validation EPE, stops at the third such plateau, and is tested with its best-validation
                 # weights; a step cap per model family bounds it. Seeds: 3 for tiny_hand and the reference (the aux
                 # effect is a paired difference over them), 1 elsewhere; tiny_hand also trains each auxiliary task
-                # alone (4 ablation runs). 32 runs in all.
-                # Cost: the tiny nets train ~20 steps/s at batch 32 on one idle thread, so a 20k-40k step run takes
-                # 20-35 min; mobilenet_v2_100 ~1.3 steps/s, so its 12k-step cap is ~2.5 h a run. On the 2-core CPU
-                # with --jobs 2 that is ~15 h in all, so it lands over several sessions (finished runs are reused);
-                # on one GPU (`--device cuda --jobs 8`) it is well under an hour.
+                # alone (4 ablation runs). 34 runs in all.
+                # Cost (one idle thread, batch 32, channels-last, 2026-12-01): the tiny nets train ~16 steps/s, so a
+                # 20k-step run takes ~20 min (tiny_hand_wide and _240x320 ~4x that); mobilenet_v2_100 ~1.1 steps/s,
+                # so its 12k-step cap is ~3 h a run, and the MobileNetV2 family is three quarters of the ~40 core-hours
+                # in all: ~20 h on the 2-core CPU with --jobs 2, so it lands over several sessions (finished runs are
+                # reused, interrupted ones resume); on one GPU (`--device cuda --jobs 8`) it is well under an hour.
                 "full": {
                     "train": {"steps": 40000, "batch_size": 32, "warmup_steps": 200, "schedule": "plateau",
                               "patience": 6, "eval_every": 250, "train_size": 8192, "val_size": 512,
