@@ -58,6 +58,21 @@ def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) 
     return worker.train_config(config, work_dir, lambda key, step: progress.put.remote(key, step))
 
 
+def init_local(num_cpus: int, temp_dir: str | None = None, **options: Any) -> None:
+    """Start a local Ray instance for this process: listening on 127.0.0.1 only, no dashboard, no usage statistics,
+    worker logs kept in its session folder (not mixed into the progress line). Token authentication stays as Ray
+    sets it (on by default for a local instance since Ray 2.59; its token in ``~/.ray/auth_token``).
+
+    Args:
+        num_cpus: The CPUs it offers (runs at a time).
+        temp_dir: Its session, log and socket folder (None: Ray's, ``/tmp/ray``).
+        options: More ``ray.init`` arguments (tests give a small object store).
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+             _temp_dir=temp_dir, **options)
+
+
 class RayExecutor:
     """Runs as Ray tasks.
 
@@ -108,10 +123,7 @@ class RayExecutor:
                                  " start one with `ray start --head`, or leave --ray-address out for a local "
                                  "instance") from None
             return True
-        # Loopback only, no dashboard: a local instance serves this process and nothing else. Token auth stays as
-        # Ray sets it (on by default for a local instance since Ray 2.59).
-        ray.init(num_cpus=self.jobs or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1", _temp_dir=self.temp_dir)
+        init_local(self.jobs or os.cpu_count() or 1, self.temp_dir)
         return True
 
     @staticmethod
