@@ -49,9 +49,37 @@ def ray_instance(tmp_path_factory):
         shutil.rmtree(session, ignore_errors=True)
 
 
+def _listening_addresses(pids) -> set[str]:
+    """The local addresses of the TCP sockets that ``pids`` listen on (from /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    found.add(cols[1].split(":")[0])
+    return found
+
+
+#: 127.0.0.1 as /proc/net/tcp writes it, and as tcp6 writes ::ffff:127.0.0.1 and ::1.
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/net"), reason="reads listening sockets from /proc (Linux)")
 def test_local_instance_listens_on_loopback_only(ray_instance):
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     assert ray.cluster_resources()["CPU"] == 2
+    addresses = _listening_addresses(_descendants())
+    assert addresses and addresses <= LOOPBACK, addresses
 
 
 def test_smoke_suite_on_ray_gives_the_local_executors_records(ray_instance, tmp_path):
@@ -89,13 +117,13 @@ def _descendants() -> dict[int, str]:
     return {pid: title.get(pid, "") for pid in mine - {os.getpid()}}
 
 
-def _kill_after_first_checkpoint(path, killed: list[int], stop: threading.Event) -> None:
+def _kill_after_first_checkpoint(path, title: str, killed: list[int], stop: threading.Event) -> None:
     """Wait for the run's first checkpoint, then SIGKILL the Ray worker process training it (Ray titles a worker
-    ``ray::train_run_task`` while it runs the task)."""
+    process ``ray::<task name>`` while it runs the task)."""
     while not stop.is_set() and not path.exists():
         time.sleep(0.01)
-    for pid, title in _descendants().items():
-        if "train_run_task" in title:
+    for pid, cmdline in _descendants().items():
+        if cmdline.startswith(title):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
@@ -112,7 +140,7 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_instance, 
     killed: list[int] = []
     stop = threading.Event()
     killer = threading.Thread(target=_kill_after_first_checkpoint,
-                              args=(checkpoint_path(shared, cfg.hash()), killed, stop))
+                              args=(checkpoint_path(shared, cfg.hash()), f"ray::effbench {runs[0].tag}", killed, stop))
     killer.start()
     try:
         events = execute(runs, tmp_path / "store", RayExecutor(checkpoint_dir=shared), bar)

@@ -54,7 +54,8 @@ class _Progress:
 
 
 def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) -> dict[str, Any]:
-    """One run in a Ray worker (Ray names the worker process ``ray::train_run_task`` while it runs)."""
+    """One run in a Ray worker (submitted with the name ``effbench <tag>``, which Ray gives the worker process as its
+    title while it runs: ``ray::effbench tiny_hand aux=on seed=0``)."""
     return worker.train_config(config, work_dir, lambda key, step: progress.put.remote(key, step))
 
 
@@ -69,6 +70,13 @@ def init_local(num_cpus: int, temp_dir: str | None = None, **options: Any) -> No
         options: More ``ray.init`` arguments (tests give a small object store).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray gives a node the address of its network interface, even for ``_node_ip_address="127.0.0.1"``; its servers
+    # bind to that address. Its one switch to the loopback address is this variable (despite its name, it applies
+    # on Linux too): set here for the processes the instance starts, and in this process, which read it at import.
+    from ray._private import ray_constants
+
+    os.environ.setdefault(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] not in ("0", "false")
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=temp_dir, **options)
 
