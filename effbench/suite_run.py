@@ -161,7 +161,7 @@ def plan_suite(
     if seeds is not None and seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     spec = budgets[budget]
-    base = {**suite.settings.get("train", {}), **spec.get("train", {})}
+    base = {**suite.settings.get("train", {}), **spec.get("train", {}), **(spec.get("cuda", {}) if device == "cuda" else {})}
     seed_spec = spec.get("seeds", {})
     models = suite.models()
     runtimes, deployment = suite_runtimes(suite)
