@@ -56,7 +56,7 @@ class Events:
 
     def steps(self, key: str, step: int) -> None:
         """Run ``key`` has finished ``step`` steps (0: it has just started on a worker)."""
-        if key in self.records:
+        if key in self.records or key not in self._by_key:
             return  # a late report of a finished run
         if step == 0:
             if self.attempts.get(key):

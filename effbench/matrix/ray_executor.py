@@ -146,6 +146,12 @@ class RayExecutor:
 
     def _run(self, runs: list[PlannedRun], work_dir: str | None, events: Events) -> None:
         progress = _Progress.remote()
+        try:
+            self._submit_and_collect(runs, work_dir, events, progress)
+        finally:
+            ray.kill(progress)
+
+    def _submit_and_collect(self, runs: list[PlannedRun], work_dir: str | None, events: Events, progress: Any) -> None:
         task = ray.remote(train_run_task)
         waiting = list(runs)  # the plan's order: longest first
         refs: dict[Any, PlannedRun] = {}
@@ -167,4 +173,3 @@ class RayExecutor:
                     record = worker.failed_record(run.config, f"failed on Ray after {MAX_RETRIES} retries: "
                                                               f"{error_text(err)}")
                 events.finished(run.key, record)
-        ray.kill(progress)
