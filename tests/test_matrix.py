@@ -97,3 +97,15 @@ def test_cuda_without_a_gpu_is_one_line_exit_2(command, tmp_path, capsys):
     assert main([*command, "--device", "cuda", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: device 'cuda' requested but torch.cuda.is_available() is False; use --device cpu"
+
+
+def test_default_install_never_imports_ray():
+    """``bench.py --suite`` with the local executor needs no Ray: nothing on its path imports it."""
+    import subprocess
+
+    code = ("import sys; sys.modules['ray'] = None\n"  # an import of ray would raise
+            "from effbench.cli import build_parser\n"
+            "from effbench.matrix import make_executor\n"
+            "import effbench.suite_run, effbench.matrix.local\n"
+            "build_parser(); make_executor('local', jobs=2)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
