@@ -161,7 +161,8 @@ def plan_suite(
     if seeds is not None and seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     spec = budgets[budget]
-    base = {**suite.settings.get("train", {}), **spec.get("train", {}), **(spec.get("cuda", {}) if device == "cuda" else {})}
+    on_device = spec.get("cuda", {}) if device == "cuda" else {}
+    base = {**suite.settings.get("train", {}), **spec.get("train", {}), **on_device}
     seed_spec = spec.get("seeds", {})
     models = suite.models()
     runtimes, deployment = suite_runtimes(suite)

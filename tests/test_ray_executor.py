@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e \".[ray]\"); the ray executor is optional")
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e \".[ray]\"): the ray executor is "
+                                      "optional and these tests need it")
 
 from effbench.matrix import execute, make_executor, plan_runs  # noqa: E402
 from effbench.matrix.ray_executor import RayExecutor, init_local  # noqa: E402

@@ -64,4 +64,5 @@ def make_executor(
     return RayExecutor(ray_address, jobs=jobs, checkpoint_dir=checkpoint_dir)
 
 
-__all__ = ["EXECUTORS", "Events", "Executor", "PlannedRun", "execute", "make_executor", "plan_runs", "run_tag", "unfinished"]
+__all__ = ["EXECUTORS", "Events", "Executor", "PlannedRun", "execute", "make_executor", "plan_runs", "run_tag",
+           "unfinished"]

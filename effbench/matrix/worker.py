@@ -66,8 +66,8 @@ def step_reporter(key: str, send: Callable[[str, int], None]) -> Callable[[int],
 def train_config(
     config: dict[str, Any], work_dir: str | None, send: Callable[[str, int], None], threads: int = 1
 ) -> dict[str, Any]:
-    """One run on a worker, on ``threads`` intra-op threads: ``(key, 0)`` goes to ``send`` when it starts, its steps as it
-    trains; returns the record.
+    """One run on a worker, on ``threads`` intra-op threads: ``(key, 0)`` goes to ``send`` when it starts, its steps
+    as it trains; returns the record.
 
     Args:
         config: ``TrainConfig.to_dict()``.
