@@ -140,8 +140,9 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_instance, 
     shared = tmp_path / "shared"  # the checkpoint folder every worker reaches
     killed: list[int] = []
     stop = threading.Event()
+    title = f"ray::effbench {runs[0].tag}"
     killer = threading.Thread(target=_kill_after_first_checkpoint,
-                              args=(checkpoint_path(shared, cfg.hash()), f"ray::effbench {runs[0].tag}", killed, stop))
+                              args=(checkpoint_path(shared, cfg.hash()), title, killed, stop))
     killer.start()
     try:
         events = execute(runs, tmp_path / "store", RayExecutor(checkpoint_dir=shared), bar)
@@ -156,3 +157,30 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_instance, 
     assert resumed > 10 and (resumed - 1) % cfg.checkpoint_every == 0  # the retry started after a checkpoint
     assert record["metrics"] == uninterrupted["metrics"]
     assert (tmp_path / "store" / f"{cfg.hash()}.json").is_file()
+
+
+def test_run_whose_worker_keeps_dying_is_recorded_failed_and_the_rest_goes_on(ray_instance, tmp_path, monkeypatch):
+    """With no retries left, a killed worker's run is a failed record (Ray's reason in it); the other run is ok."""
+    from effbench.matrix import ray_executor
+
+    monkeypatch.setattr(ray_executor, "MAX_RETRIES", 0)
+    small = dict(batch_size=8, warmup_steps=2, train_size=96, val_size=0, test_size=32, eval_batch_size=32)
+    doomed = TrainConfig(model="tiny_hand", aux=True, seed=1, steps=80, checkpoint_every=10, **small).validate()
+    fine = TrainConfig(model="tiny_hand", aux=False, seed=1, steps=5, **small).validate()
+    runs = plan_runs([doomed, fine], lambda _: 1.0)
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_after_first_checkpoint,
+                              args=(checkpoint_path(tmp_path / "store", doomed.hash()),
+                                    f"ray::effbench {runs[0].tag}", killed, stop))
+    killer.start()
+    bar = SuiteProgress("die", 0, 2, enabled=False)
+    try:
+        events = execute(runs, tmp_path / "store", RayExecutor(), bar)  # a local instance: the store holds checkpoints
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1
+    lost, ok = events.records[doomed.hash()], events.records[fine.hash()]
+    assert lost["status"] == "failed" and lost["error"].startswith("failed on Ray after 0 retries: ")
+    assert ok["status"] == "ok" and bar.trained == 2 and len(bar.failed) == 1

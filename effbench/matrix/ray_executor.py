@@ -56,7 +56,18 @@ class _Progress:
 def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) -> dict[str, Any]:
     """One run in a Ray worker (submitted with the name ``effbench <tag>``, which Ray gives the worker process as its
     title while it runs: ``ray::effbench tiny_hand aux=on seed=0``)."""
-    return worker.train_config(config, work_dir, lambda key, step: progress.put.remote(key, step))
+    last: list[Any] = []
+
+    def send(key: str, step: int) -> None:
+        last[:] = [progress.put.remote(key, step)]  # not waited for: training does not stop for the progress
+
+    try:
+        return worker.train_config(config, work_dir, send)
+    finally:
+        # Calls from one caller to an actor run in order, so once the last has run every report of this attempt is
+        # in: the driver, which reads them after it sees the task end, then has them all (a resumed run's first one).
+        if last:
+            ray.get(last[0])
 
 
 def init_local(num_cpus: int, temp_dir: str | None = None, **options: Any) -> None:
@@ -73,12 +84,21 @@ def init_local(num_cpus: int, temp_dir: str | None = None, **options: Any) -> No
     # Ray gives a node the address of its network interface, even for ``_node_ip_address="127.0.0.1"``; its servers
     # bind to that address. Its one switch to the loopback address is this variable (despite its name, it applies
     # on Linux too): set here for the processes the instance starts, and in this process, which read it at import.
+    # Both are put back once the instance runs (its processes have their own copy), so that this process can still
+    # join a cluster later.
     from ray._private import ray_constants
 
-    os.environ.setdefault(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
-    ray_constants.ENABLE_RAY_CLUSTER = os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] not in ("0", "false")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             _temp_dir=temp_dir, **options)
+    name, before = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name] = before if before is not None else "0"
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ[name].lower() in ("1", "true")
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+                 _temp_dir=temp_dir, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+        if before is None:
+            os.environ.pop(name, None)
 
 
 class RayExecutor:
