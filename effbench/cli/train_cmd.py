@@ -109,9 +109,9 @@ def build_configs(args: argparse.Namespace, check_device: bool = True) -> list[A
             an invalid config value.
     """
     from effbench.errors import UsageError
+    from effbench.matrix.plan import validated
     from effbench.registry import get_suite
     from effbench.suite_run import train_values
-    from effbench.matrix.plan import validated
     from effbench.train import TrainConfig
     from effbench.train.config import field_names
 
