@@ -2,7 +2,7 @@
 
 One line such as::
 
-    suite embedded: profiled 10/10, trained 12/28, 1 failed, ETA 43 min | train mobilenet_v2_100 aux=on seed=2
+    suite embedded: profiled 10/10, trained 12/28, 2 running, 1 failed, ETA 43 min | finished tiny_hand aux=on seed=2
 
 On a terminal the line is redrawn in place (at most a few times a second, never wider than the terminal); anywhere
 else (a log file, CI) it is printed as a plain new line when a count changes, and at most once a minute otherwise,
@@ -56,7 +56,7 @@ class SuiteProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.clock = clock
-        self.profiled = self.trained = 0
+        self.profiled = self.trained = self.running = 0
         self.failed: list[str] = []
         self.now = "starting"
         self.total_cost = self.done_cost = 0.0
@@ -87,6 +87,12 @@ class SuiteProgress:
         """``cost`` more of the estimate done (a few steps, or the rest of a finished run)."""
         self.done_cost = min(self.total_cost, self.done_cost + cost)
         self._show()
+
+    def set_running(self, n: int) -> None:
+        """``n`` runs are training now (on workers that said so)."""
+        if n != self.running:
+            self.running = n
+            self._show(force=True)
 
     def run_done(self, tag: str, error: str | None = None) -> None:
         """One more training run finished (``tag`` names it); ``error`` when it failed."""
@@ -122,7 +128,11 @@ class SuiteProgress:
 
     def line(self, width: int = PLAIN_WIDTH) -> str:
         """The progress line, at most ``width`` characters: counts and ETA first, then what runs now (cut last)."""
-        parts = [f"suite {self.suite}: profiled {self.profiled}/{self.models}", f"trained {self.trained}/{self.runs}"]
+        # Without models to profile (``bench.py train``), ``suite`` names the runs: ``train smoke: trained 1/4 ...``.
+        head = f"suite {self.suite}: profiled {self.profiled}/{self.models}, " if self.models else f"{self.suite}: "
+        parts = [f"{head}trained {self.trained}/{self.runs}"]
+        if self.running:
+            parts.append(f"{self.running} running")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         eta = self.eta_s()

@@ -6,7 +6,14 @@ Budgets live in the suite's settings (``architectures/suites.py``)::
     Suite(..., settings={"budgets": {"quick": {"train": {...TrainConfig overrides...},
                                                "seeds": {"default": 1, "tiny_hand": 3},
                                                "models": {"some_model": {...per-model overrides...}},
+                                               "cuda": {"batch_size": 128, "lr": 2e-2},
                                                "ablations": {"tiny_hand": 1}}}})
+
+``cuda`` overrides the budget's ``train`` when the suite trains with ``--device cuda``: a GPU is launch-bound on these
+small models at a CPU's batch, so a GPU budget takes a larger batch (and a learning rate scaled with it).
+
+The training matrix itself runs through :mod:`effbench.matrix`: a plan (each run's config hash, estimated cost and
+resources), then an executor (``local`` processes, or ``ray``) that hands each record back to be written here.
 
 ``ablations`` adds, for the first N seeds of a model, one run per auxiliary task trained alone (seg only,
 visibility only, keypose only, handedness only) beside the runs with none and all.
@@ -35,6 +42,8 @@ from typing import Any
 
 from effbench import results
 from effbench.errors import UsageError, closest, error_text
+from effbench.matrix import Executor, execute, make_executor, plan_runs, unfinished
+from effbench.matrix.plan import validated
 from effbench.progress import SuiteProgress
 from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
 from effbench.results import SCHEMA, ProfileRecord
@@ -112,6 +121,7 @@ def plan_suite(
     seeds: int | None = None,
     device: str = "cpu",
     data_cache_dir: str | None = None,
+    check_device: bool = True,
 ) -> SuitePlan:
     """Resolve a suite and a budget into the list of training configs.
 
@@ -124,6 +134,8 @@ def plan_suite(
         seeds: Seeds per model and aux setting for every model (None: the budget's per-model numbers).
         device: ``cpu`` or ``cuda``.
         data_cache_dir: Where generated data splits are cached (not part of any config hash).
+        check_device: Check that this machine has the device (False: a driver that hands the runs to a cluster
+            checks the cluster's GPUs instead).
 
     A suite of profile-only models has no training runs: its plan profiles them only, whatever the budget.
 
@@ -149,7 +161,8 @@ def plan_suite(
     if seeds is not None and seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     spec = budgets[budget]
-    base = {**suite.settings.get("train", {}), **spec.get("train", {})}
+    on_device = spec.get("cuda", {}) if device == "cuda" else {}
+    base = {**suite.settings.get("train", {}), **spec.get("train", {}), **on_device}
     seed_spec = spec.get("seeds", {})
     models = suite.models()
     runtimes, deployment = suite_runtimes(suite)
@@ -157,7 +170,7 @@ def plan_suite(
     for name in suite.trainable_models():  # profile-only models are profiled and reported, not trained
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
-        values = train_values(suite, budget, name)
+        values = train_values(suite, budget, name, device)
         runs = [{"aux": aux, "seed": seed} for aux in (False, True) for seed in range(n)]
         runs += [{"aux": True, "aux_tasks": task, "seed": seed}
                  for seed in range(int(spec.get("ablations", {}).get(name, 0))) for task in AUX_TASKS]
@@ -165,15 +178,18 @@ def plan_suite(
             cfg = TrainConfig.from_dict({**values, "model": name, "device": device, **run})
             if data_cache_dir is not None:
                 cfg = cfg.replace(data_cache_dir=data_cache_dir)
-            plan.configs.append(cfg.validate())
+            plan.configs.append(validated(cfg, check_device))
     return plan
 
 
-def train_values(suite: Suite, budget: str | None, name: str) -> dict[str, Any]:
-    """TrainConfig overrides for one model of a suite, lowest first: ``settings["train"]``, the budget's ``train``
-    and ``models[name]``; the data then matches the model's registered input size (:func:`_data_config_for`)."""
+def train_values(suite: Suite, budget: str | None, name: str, device: str = "cpu") -> dict[str, Any]:
+    """TrainConfig overrides for one model of a suite, lowest first: ``settings["train"]``, the budget's ``train``,
+    on a GPU the budget's ``cuda`` (a batch and learning rate that fill a GPU), and ``models[name]``; the data then
+    matches the model's registered input size (:func:`_data_config_for`)."""
     spec = suite_budgets(suite).get(budget, {}) if budget else {}
-    values = {**suite.settings.get("train", {}), **spec.get("train", {}), **spec.get("models", {}).get(name, {})}
+    on_device = spec.get("cuda", {}) if device == "cuda" else {}
+    values = {**suite.settings.get("train", {}), **spec.get("train", {}), **on_device,
+              **spec.get("models", {}).get(name, {})}
     values["data_config"] = _data_config_for(name, values.get("data_config") or {})
     return values
 
@@ -269,6 +285,9 @@ def run_suite(
     progress: bool = True,
     jobs: int | None = None,
     data_cache_dir: str | None = None,
+    executor: str | Executor = "local",
+    ray_address: str | None = None,
+    checkpoint_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
     """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
@@ -290,9 +309,13 @@ def run_suite(
         latency: Measure latency while profiling.
         progress: Show the suite's progress on stderr (:mod:`effbench.progress`).
         jobs: Training runs at a time, each in its own process (None: one per core, at most one per run; a GPU is
-            launch-bound on these small models, so several runs share it well).
+            launch-bound on these small models, so several runs share it well); with Ray, at most this many tasks.
         data_cache_dir: Where generated data is cached (None: the user cache, ``$EFFBENCH_CACHE`` or
             ``~/.cache/effbench``).
+        executor: ``local`` (this machine's processes), ``ray`` (:mod:`effbench.matrix.ray_executor`), or an
+            executor object.
+        ray_address: With ``ray``: a running cluster to join (None: a local Ray instance).
+        checkpoint_dir: Where runs keep their checkpoints (None: the results store; see the executor).
         log: Where one-line messages go.
 
     Raises:
@@ -304,29 +327,30 @@ def run_suite(
     t0 = time.perf_counter()
     out = Path(out_dir)
     runs_dir = out / "runs"
-    plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=data_cache_dir)
-    todo = _start_store(plan, runs_dir, fresh)
-    jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
+    if isinstance(executor, str):
+        executor = make_executor(executor, jobs=jobs, ray_address=ray_address, checkpoint_dir=checkpoint_dir)
+    # A driver that joins a cluster need not have the GPU its runs train on: the cluster's are checked on joining.
+    plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=data_cache_dir,
+                      check_device=not getattr(executor, "address", None))
+    todo = _start_store(plan, runs_dir, fresh, checkpoint_dir or getattr(executor, "checkpoint_dir", None))
     busy = busy_note()
     if busy:
         log(busy)
     bar = SuiteProgress(suite_name, len(plan.models), len(todo), enabled=progress)
     try:
         profiles = _profile_models(plan, runs_dir, latency, bar, Path(data_cache_dir or default_cache_dir()))
-        cost = {name: frame_cost_ms(name, profiles[name]) for name in plan.models}
-        _prepare_data(todo, bar)
-        bar.start_training(sum(_run_cost(cfg, cost) for cfg in todo))
-        if jobs > 1:
-            _train_parallel(todo, runs_dir, jobs, cost, bar)
-        else:
-            _train_sequential(todo, runs_dir, cost, bar)
+        runs = plan_runs(todo, lambda name: frame_cost_ms(name, profiles[name]))
+        if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
+            _prepare_data(todo, bar)
+        bar.start_training(sum(run.cost_ms for run in runs))
+        execute(runs, runs_dir, executor, bar)
         bar.stage("report")
     finally:
         bar.close()
     built = build_report(runs_dir, out)
     wall = time.perf_counter() - t0
     log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s "
-        f"({len(todo)} trained, {jobs} at a time); report: {out / 'report.md'}")
+        f"({len(todo)} trained, {executor.describe(len(todo))}); report: {out / 'report.md'}")
     for line in bar.failed:
         log(f"failed: {line}")
     return SuiteResult(plan, out, bar.failed, built["files"], wall)
@@ -346,27 +370,16 @@ def busy_note() -> str | None:
             "slower than on an idle machine")
 
 
-def _start_store(plan: SuitePlan, runs_dir: Path, fresh: bool) -> list[Any]:
-    """Write the plan's manifest (and, with ``fresh``, delete its runs' records and checkpoints); return the runs
-    still to train: those without a finished record of the model as it is now."""
-    from effbench.train.loop import fingerprint_of
-
+def _start_store(plan: SuitePlan, runs_dir: Path, fresh: bool, checkpoint_dir: str | Path | None = None) -> list[Any]:
+    """Write the plan's manifest (and, with ``fresh``, delete its runs' records and checkpoints, in the store and in
+    ``checkpoint_dir``); return the runs still to train: those without a finished record of the model as it is now."""
     results.write_json(results.manifest_path(runs_dir), plan.manifest())
     if fresh:
         for cfg in plan.configs:
-            results.record_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
-            results.checkpoint_path(runs_dir, cfg.hash()).unlink(missing_ok=True)
-    fingerprints = {name: fingerprint_of(name) for name in plan.models}
-    return [cfg for cfg in plan.configs if not _finished(results.record_path(runs_dir, cfg.hash()),
-                                                          fingerprints[cfg.model])]
-
-
-def _finished(path: Path, fingerprint: str | None) -> bool:
-    """Whether the record at ``path`` is a finished run of the model as it is now (see ``results.reusable``)."""
-    try:
-        return path.exists() and results.reusable(results.read_run(path), fingerprint)
-    except results.RecordError:  # unreadable: trained again, and its record replaced
-        return False
+            for folder in {runs_dir, Path(checkpoint_dir or runs_dir)}:  # a run's work folder keeps a record too
+                results.record_path(folder, cfg.hash()).unlink(missing_ok=True)
+                results.checkpoint_path(folder, cfg.hash()).unlink(missing_ok=True)
+    return unfinished(plan.configs, runs_dir)
 
 
 def _profile_models(
@@ -387,120 +400,6 @@ def _profile_models(
         results.write_profile(runs_dir, record)
         bar.profile_done(name, record["error"] if record["status"] != "ok" else None)
     return profiles
-
-
-def _run_cost(config: Any, cost: dict[str, float]) -> float:
-    """Estimated ms of one training run: steps x batch x the model's cost per frame."""
-    return config.steps * config.batch_size * cost[config.model]
-
-
-def _tag(cfg: Any) -> str:
-    aux = cfg.aux_tasks if cfg.aux and cfg.tasks()[1:] != AUX_TASKS else "on" if cfg.aux else "off"
-    return f"{cfg.model} aux={aux} seed={cfg.seed}"
-
-
-def _error(record: dict[str, Any]) -> str | None:
-    """A run record's error, or None when it ended ``ok``."""
-    return None if record.get("status") == "ok" else str(record.get("error"))
-
-
-def _train_or_record(config: Any, runs_dir: str | Path, **options: Any) -> dict[str, Any]:
-    """Train one run; an error that escapes effbench.train (which records its own failures) is recorded here."""
-    from effbench.train import run as train_run
-
-    try:
-        return train_run(config, runs_dir, progress=False, **options)
-    except (results.NewerSchemaError, OSError):
-        raise  # a newer effbench's record is not to be overwritten, and a store that cannot be written takes no record
-    except Exception as err:  # recorded like any failed run; the suite goes on
-        record = results.make_run_record(
-            config.to_dict(), config.hash(), status="failed", error=error_text(err), metrics={},
-            device=config.device, wall_s=None, steps_per_s=None,
-        )  # fmt: skip
-        results.write_run(runs_dir, record)
-        return record
-
-
-def _train_sequential(todo: list[Any], runs_dir: Path, cost: dict[str, float], bar: SuiteProgress) -> None:
-    """Train the runs one after the other in this process, on one thread; the progress advances with every step."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for cfg in todo:
-            bar.stage(f"train {_tag(cfg)}")
-            per_step = cfg.batch_size * cost[cfg.model]
-            record = _train_or_record(cfg, runs_dir, on_step=lambda _step, ms=per_step: bar.advance(ms))
-            bar.run_done(_tag(cfg), _error(record))
-    finally:
-        torch.set_num_threads(threads)  # profiling measures latency on all threads too
-
-
-#: How often (s) a worker process reports its steps to the suite's progress.
-REPORT_EVERY_S = 1.0
-_steps_queue: Any = None  # in a worker process: where its steps go (set by _init_worker)
-
-
-def _init_worker(queue: Any) -> None:
-    """Set up a worker process: one intra-op thread, and the queue its progress goes to."""
-    import torch
-
-    global _steps_queue
-    torch.set_num_threads(1)
-    _steps_queue = queue
-
-
-def _train_in_worker(config: dict[str, Any], runs_dir: str) -> dict[str, Any]:
-    """One training run in a worker process (module level, so that a spawned process can import it); its finished
-    steps go to the suite's progress about once a second."""
-    from effbench.train import TrainConfig
-
-    cfg = TrainConfig.from_dict(config)
-    key, last = cfg.hash(), [0.0]
-
-    def on_step(step: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= REPORT_EVERY_S:
-            last[0] = now
-            _steps_queue.put((key, step))
-
-    return _train_or_record(cfg, runs_dir, on_step=on_step if _steps_queue is not None else None)
-
-
-def _train_parallel(todo: list[Any], runs_dir: Path, jobs: int, cost: dict[str, float], bar: SuiteProgress) -> None:
-    """Train the runs ``jobs`` at a time in spawned processes, one thread each; the progress advances with the steps
-    the workers report, and by the rest of a run when it ends."""
-    import multiprocessing
-    import queue as queue_mod
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    bar.stage(f"train {len(todo)} runs, {jobs} at a time")
-    context = multiprocessing.get_context("spawn")
-    steps_queue = context.Queue()
-    per_step = {c.hash(): c.batch_size * cost[c.model] for c in todo}
-    counted = dict.fromkeys(per_step, 0)  # steps of each run already counted
-
-    def count(key: str, step: int) -> None:
-        bar.advance((step - counted[key]) * per_step[key])
-        counted[key] = step
-
-    # Longest first: the pool's last runs are then short ones, so the workers finish at about the same time.
-    longest_first = sorted(todo, key=lambda c: -_run_cost(c, cost))
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(steps_queue,)) as pool:
-        futures = {pool.submit(_train_in_worker, c.to_dict(), str(runs_dir)): c for c in longest_first}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=REPORT_EVERY_S, return_when=FIRST_COMPLETED)
-            while True:
-                try:
-                    count(*steps_queue.get_nowait())
-                except queue_mod.Empty:
-                    break
-            for future in done:
-                cfg = futures[future]
-                count(cfg.hash(), cfg.steps)
-                bar.run_done(_tag(cfg), _error(future.result()))
 
 
 def _prepare_data(configs: list[Any], bar: SuiteProgress) -> None:

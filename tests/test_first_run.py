@@ -43,14 +43,20 @@ def test_training_runs_on_one_thread_and_restores_it(monkeypatch, tmp_path):
     slower) and gives profiling its threads back."""
     import torch
 
+    from effbench.matrix import execute, make_executor, plan_runs, worker
+
     threads = []
-    monkeypatch.setattr(suite_run, "_train_or_record",
-                        lambda cfg, runs_dir, **kw: threads.append(torch.get_num_threads()) or {"status": "ok"})
+
+    def fake(cfg, work_dir, **kw):
+        threads.append(torch.get_num_threads())
+        return worker.failed_record(cfg, "fake")
+
+    monkeypatch.setattr(worker, "train_or_record", fake)
     plan = suite_run.plan_suite("smoke")
     bar = SuiteProgress("smoke", 2, len(plan.configs), enabled=False)
     torch.set_num_threads(2)
     try:
-        suite_run._train_sequential(plan.configs, tmp_path, {m: 1.0 for m in plan.models}, bar)
+        execute(plan_runs(plan.configs, lambda _: 1.0), tmp_path, make_executor(jobs=1), bar)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)

@@ -9,6 +9,8 @@ DEFAULT_OUT = "results"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from effbench.cli.matrix_args import add_executor_args
+
     p = sub.add_parser(
         "run",
         help="the whole pipeline for a suite: profile, train with and without aux tasks, evaluate, report",
@@ -22,8 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default="quick", help="training budget from the suite's settings: quick | full")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model and aux setting (default: the budget's)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training device (default cpu)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="training runs at a time, each in its own process on one thread (default: one per core)")
+    add_executor_args(p)
     p.add_argument("--fresh", action="store_true", help="rerun every planned run instead of reusing finished ones")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement while profiling")
     p.add_argument("--no-progress", action="store_true",
@@ -32,11 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from effbench.errors import UsageError
     from effbench.suite_run import run_suite
-
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
 
     out = args.out or f"{DEFAULT_OUT}/{args.suite}"
     result = run_suite(
@@ -49,5 +46,8 @@ def run(args: argparse.Namespace) -> int:
         latency=not args.no_latency,
         progress=not args.no_progress,
         jobs=args.jobs,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        checkpoint_dir=args.checkpoint_dir,
     )
     return result.exit_code

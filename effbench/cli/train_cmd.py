@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 #: Fields with their own flags (or set per run by the suite loop) rather than the generic override flags.
@@ -39,6 +40,7 @@ def _json_dict(value: str) -> dict:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from effbench.cli.matrix_args import add_executor_args
     from effbench.train.config import TrainConfig, field_help
 
     p = sub.add_parser(
@@ -56,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default=None, help="with --suite: a training budget of the suite's settings")
     p.add_argument("--out", default="runs", help="results folder (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a terminal)")
+    add_executor_args(p, jobs_default="1, in this process")
     p.add_argument(
         "--threads",
         type=int,
@@ -97,14 +100,16 @@ def _aux_values(value: str | None, suite: bool) -> tuple[bool, ...]:
     return choices[value]
 
 
-def build_configs(args: argparse.Namespace) -> list[Any]:
-    """The TrainConfigs the arguments ask for, validated.
+def build_configs(args: argparse.Namespace, check_device: bool = True) -> list[Any]:
+    """The TrainConfigs the arguments ask for, validated (``check_device`` False: a GPU run handed to a cluster need
+    not find a GPU on this machine).
 
     Raises:
         UsageError: Neither or both of --model/--suite, a bad --aux, --seeds < 1, an unknown suite or budget, or
             an invalid config value.
     """
     from effbench.errors import UsageError
+    from effbench.matrix.plan import validated
     from effbench.registry import get_suite
     from effbench.suite_run import train_values
     from effbench.train import TrainConfig
@@ -131,11 +136,11 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
     for name in suite.trainable_models() if suite is not None else [args.model]:
         # The same per-model resolution as `bench.py run` (budget, per-model overrides, data at the model's input
         # size), so that `train --suite` and `run --suite` name the same runs.
-        base = train_values(suite, args.budget, name) if suite is not None else {}
+        base = train_values(suite, args.budget, name, flags.get("device", "cpu")) if suite is not None else {}
         for aux in aux_values:
             for seed in seeds:
                 values = {**base, **flags, "model": name, "aux": aux, "seed": seed}
-                configs.append(TrainConfig.from_dict(values).validate())
+                configs.append(validated(TrainConfig.from_dict(values), check_device))
     return configs
 
 
@@ -158,17 +163,22 @@ def _summary_row(record: dict[str, Any]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from effbench.train import run_many
+    from effbench.matrix import execute, make_executor, plan_runs, unfinished
+    from effbench.progress import SuiteProgress
+    from effbench.results import read_run, record_path
+    from effbench.suite_run import frame_cost_ms
 
-    configs = build_configs(args)
     if args.threads < 1:
         from effbench.errors import UsageError
 
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    progress = False if args.no_progress else None
+    # Locally, one run at a time in this process unless --jobs says otherwise (--threads is for that one run).
+    jobs = args.jobs if args.jobs is not None or args.executor != "local" else 1
+    executor = make_executor(args.executor, jobs=jobs, threads=args.threads, ray_address=args.ray_address,
+                             checkpoint_dir=args.checkpoint_dir,
+                             run_progress=not args.no_progress and sys.stderr.isatty())
+    configs = build_configs(args, check_device=not args.ray_address)
+    unique = list({cfg.hash(): cfg for cfg in configs}.values())
 
     def report(record: dict[str, Any]) -> None:
         cfg = record["config"]
@@ -178,7 +188,16 @@ def run(args: argparse.Namespace) -> int:
         line += f" ({record['error']})" if record["error"] else ""
         print(line, flush=True)
 
-    records = run_many(configs, args.out, progress=progress, on_record=report if len(configs) > 1 else None)
+    todo = unfinished(unique, args.out)
+    runs = plan_runs(todo, lambda name: frame_cost_ms(name, None))
+    bar = SuiteProgress(f"train {args.suite or args.model}", 0, len(runs),
+                        enabled=len(unique) > 1 and not args.no_progress)
+    bar.start_training(sum(run.cost_ms for run in runs))
+    try:
+        done = execute(runs, args.out, executor, bar, on_record=report if len(unique) > 1 else None).records
+    finally:
+        bar.close()
+    records = [done.get(cfg.hash()) or read_run(record_path(args.out, cfg.hash())) for cfg in unique]
     headers = ["model", "aux", "seed", "status", "epe_px", "pck5", "err3d_mm", "steps/s", "config hash", "error"]
     print(tabulate([_summary_row(r) for r in records], headers=headers, floatfmt=".3f"))
     print(f"records in {args.out}/")

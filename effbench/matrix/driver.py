@@ -1,0 +1,134 @@
+"""The driver side of a training matrix: hand the plan to an executor, follow its progress, and write each
+finished record into the results store as it comes back (through effbench.results' atomic writer).
+
+An executor is anything with ``run(runs, store, events)`` (:class:`Executor`); it reports through
+:class:`Events`: ``steps(key, step)`` as a run trains (step 0: it started, on a worker, perhaps again after a
+retry) and ``finished(key, record)`` when its record is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from effbench import results
+from effbench.matrix.plan import PlannedRun
+from effbench.progress import SuiteProgress
+
+
+class Executor(Protocol):
+    """Runs a plan somewhere and reports through :class:`Events`."""
+
+    name: str
+
+    def describe(self, runs: int) -> str:
+        """How the runs are spread, for the suite's last line (``2 at a time``, ``on Ray at ADDRESS``)."""
+        ...
+
+    def run(self, runs: list[PlannedRun], store: Path, events: Events) -> None:
+        """Train every run (in the plan's order, as resources allow) and call ``events.finished`` once for each."""
+        ...
+
+
+@dataclass
+class Events:
+    """What an executor reports, turned into the progress line and records in the store.
+
+    Attributes:
+        attempts: Per run key, the first step each attempt reported after its start: ``[1]`` for a run trained in
+            one go, ``[1, 11]`` for one whose worker died and that resumed from its step-10 checkpoint.
+    """
+
+    runs: list[PlannedRun]
+    store: Path
+    bar: SuiteProgress
+    on_record: Callable[[dict[str, Any]], None] | None = None
+    attempts: dict[str, list[int]] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_key = {run.key: run for run in self.runs}
+        self._counted = dict.fromkeys(self._by_key, 0)  # steps already counted into the progress
+        self._running: set[str] = set()
+        self._fresh: set[str] = set()  # started, first step not seen yet
+
+    def steps(self, key: str, step: int) -> None:
+        """Run ``key`` has finished ``step`` steps (0: it has just started on a worker)."""
+        if key in self.records or key not in self._by_key:
+            return  # a late report of a finished run
+        if step == 0:
+            if self.attempts.get(key):
+                self.bar.note(f"{self._by_key[key].tag}: started again (attempt {len(self.attempts[key]) + 1})")
+            self._fresh.add(key)
+            self._running.add(key)
+            self.bar.set_running(len(self._running))
+            return
+        if key in self._fresh:
+            self._fresh.discard(key)
+            self.attempts.setdefault(key, []).append(step)
+        run = self._by_key[key]
+        if step > self._counted[key]:  # a retried run resumes at or before where it was counted
+            self.bar.advance((step - self._counted[key]) * run.cost_per_step)
+            self._counted[key] = step
+
+    def finished(self, key: str, record: dict[str, Any]) -> None:
+        """Run ``key`` ended with ``record``: written into the store, counted, reported."""
+        run = self._by_key[key]
+        results.write_run(self.store, record)
+        self.records[key] = record
+        self._running.discard(key)
+        self._fresh.discard(key)
+        self.bar.set_running(len(self._running))
+        self.bar.advance((run.config.steps - self._counted[key]) * run.cost_per_step)
+        self._counted[key] = run.config.steps
+        error = None if record.get("status") == "ok" else str(record.get("error"))
+        self.bar.run_done(run.tag, error)
+        if self.on_record is not None:
+            self.on_record(record)
+
+
+def unfinished(configs: list[Any], store: str | Path) -> list[Any]:
+    """The configs without a finished record of the model as it is now in ``store`` (see ``results.reusable``): the
+    runs still to train. The driver decides this, so that a worker without the store never trains a finished run."""
+    from effbench.train.loop import fingerprint_of
+
+    fingerprints = {name: fingerprint_of(name) for name in {cfg.model for cfg in configs}}
+    return [cfg for cfg in configs if not _finished(results.record_path(store, cfg.hash()), fingerprints[cfg.model])]
+
+
+def _finished(path: Path, fingerprint: str | None) -> bool:
+    try:
+        return path.exists() and results.reusable(results.read_run(path), fingerprint)
+    except results.RecordError:  # unreadable: trained again, and its record replaced
+        return False
+
+
+def execute(
+    runs: list[PlannedRun],
+    store: str | Path,
+    executor: Executor,
+    bar: SuiteProgress,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> Events:
+    """Run the plan on ``executor``; every record lands in ``store`` as it comes back.
+
+    Args:
+        runs: The plan (:func:`effbench.matrix.plan.plan_runs`), runs still to train.
+        store: The results store.
+        executor: Where the runs train (:func:`effbench.matrix.make_executor`).
+        bar: The suite's progress (its training clock started by the caller).
+        on_record: Also called with each record (the ``train`` command prints a line per run).
+
+    Returns:
+        The events: the records by key, and each run's attempts.
+    """
+    events = Events(runs, Path(store), bar, on_record)
+    if runs:
+        bar.stage(f"train {len(runs)} runs {executor.describe(len(runs))}")
+        executor.run(runs, Path(store), events)
+    missing = [run for run in runs if run.key not in events.records]
+    if missing:  # an executor must report every run; say so rather than leave a hole in the report
+        raise RuntimeError(f"executor {executor.name!r} returned no record for {', '.join(r.tag for r in missing)}")
+    return events
