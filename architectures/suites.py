@@ -30,7 +30,7 @@ register_suite(
         # Training budgets (effbench.suite_run). Every model of a budget gets the same steps, batch and data, with
         # aux off and on. Sized from per-sample training cost (forward + backward + AdamW of the training form,
         # batch 16, 2 threads, best of 6 rounds, 2-core AMD EPYC dev machine, torch 2.13, 2026-11-28; the machine
-        # was shared, so the best round stands for an idle one), in ms per frame: tiny_hand 1.8, _nodil 1.8,
+        # was shared, so the best round stands for an idle one), in ms per frame: tiny_hand 1.8, _dil 1.8,
         # _s2 2.3, _slim 1.4, _wide 2.9, _240x320 4.2; mobilenet_v2_035 14.5, _050 15.7, _075 26.4, _100 29.6.
         # One frame through all ten models, aux off and on: ~0.20 s.
         settings={

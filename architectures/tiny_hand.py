@@ -27,7 +27,7 @@ class TinyHandConfig:
     stem_channels: int = 16  # at 1/4: the stem's output, the decoder's output and its last skip
     channels: tuple[int, int] = (24, 64)  # at 1/8 (tier 1) and 1/16 (tier 2)
     blocks8: int = 1  # residual depthwise-separable blocks at 1/8
-    dilations: tuple[int, ...] = (1, 2, 4, 1, 2)  # one residual depthwise-separable block at 1/16 per entry
+    dilations: tuple[int, ...] = (1, 1, 1, 1, 1)  # one residual depthwise-separable block at 1/16 per entry
     early_stride: int = 4  # 4: one 4x4 patch stem to 1/4; 2: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv
     upsample: str = "bilinear"  # the decoder's upsampling ("bilinear" or "nearest")
 
@@ -170,7 +170,7 @@ def tiny_hand(**kwargs) -> HandPoseNet:
 
     Layout (ours; the paper's layer list is not public): depth normalisation; a 4x4 stride-4 patch stem to 1/4
     (16 ch); tier 1, a 2x2 stride-2 conv to 1/8 (24 ch) and one residual depthwise-separable (DS) block; tier 2, a
-    2x2 stride-2 conv to 1/16 (64 ch) and five residual DS blocks at dilations 1, 2, 4, 1, 2; a decoder that
+    2x2 stride-2 conv to 1/16 (64 ch) and five residual DS blocks; a decoder that
     projects tier 2 (1x1), upsamples it bilinearly to 1/8, adds tier 1, refines with a DS 3x3, upsamples to 1/4
     and adds the stem; a 1x1 heatmap conv and the soft-argmax. The auxiliary heads read tier 2 (pooled) and the
     decoder's output (mask).
@@ -179,10 +179,12 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     test split of 1,024 frames; the net underfits, training-frame EPE equals test EPE):
       * Depth over width at 1/16, in depthwise-separable blocks: for the same MACs (3.5 M) five residual DS blocks
         at 64 channels instead of the earlier dense residual 3x3 + dense bottleneck at 48 (``tiny_hand_dense``)
-        reached 9.17 against 10.28 px after 4,000 steps (-10.8%; PCK@5 36.8% against 29.3%). At 1/16 a frame is
-        80 cells, so a DS block costs 0.37 M MACs; the dilations (1, 2, 4) give the stack a receptive field of the
-        whole frame. Eight blocks at 48 channels were behind after 1,000 steps (13.03 against 12.74 px) and were
-        not pursued.
+        reached 9.34 against 10.28 px after 4,000 steps (-9.2%; PCK@5 36.1% against 29.3%). At 1/16 a frame is
+        80 cells, so a DS block costs 0.37 M MACs, and five 3x3 blocks see the whole frame. Eight blocks at 48
+        channels were behind after 1,000 steps (13.03 against 12.74 px) and were not pursued.
+      * No dilation: the same blocks at dilations 1, 2, 4, 1, 2 (``tiny_hand_dil``) reached 9.17 px (-1.8%), but
+        ONNX Runtime runs a dilated depthwise convolution on a slow path: 0.199 against 0.132 ms for the whole
+        net (one process run, 1 thread; the dense layout 0.121 ms), so the dilated net would miss 5,000 Hz.
       * Early aggressive downsampling: one 4x4 stride-4 convolution to 1/4. At 120 x 160 every layer at full or
         half resolution costs more than the whole rest of the net; the keypoints are read from a 1/4 map anyway.
         A plain convolution, not a space-to-depth reshape + 1x1: under ONNX Runtime that transpose was the most
@@ -194,7 +196,7 @@ def tiny_hand(**kwargs) -> HandPoseNet:
         0.2 M MACs. A refinement at 1/4 instead cost 0.5 M MACs and was worse (13.91 against 13.18 px, 1,000
         steps).
       * Bilinear upsampling: nearest (cheaper under ONNX Runtime) was 3.8% behind after 2,000 steps (11.14
-        against 10.73 px validation EPE).
+        against 10.73 px validation EPE, dilated blocks).
       * Non-overlapping 2x2 strided convolutions to go down, not 3x3 stride 2: no padding, fewer MACs, and torch's
         batch-1 CPU convolution builds an im2col buffer for small padded maps.
       * Identity skips in every block (gradient flow through a thin net); additive decoder skips, not
@@ -224,9 +226,10 @@ def tiny_hand_slim(**kwargs) -> HandPoseNet:
 
 
 @register_model(params=36_048, macs=3_531_200)
-def tiny_hand_nodil(**kwargs) -> HandPoseNet:
-    """Ablation, all dilations 1 (same params and MACs): what do the 1/16 blocks' receptive fields add?"""
-    return _create_tiny_hand(TinyHandConfig(dilations=(1, 1, 1, 1, 1)), **kwargs)
+def tiny_hand_dil(**kwargs) -> HandPoseNet:
+    """Ablation, the 1/16 blocks at dilations 1, 2, 4, 1, 2 (same params and MACs): what does a wider receptive
+    field buy, and what does the dilated depthwise convolution cost under each runtime?"""
+    return _create_tiny_hand(TinyHandConfig(dilations=(1, 2, 4, 1, 2)), **kwargs)
 
 
 @register_model(params=36_992, macs=4_760_000)

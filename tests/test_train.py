@@ -117,7 +117,7 @@ def test_model_fingerprint_follows_layers_not_weights():
     a, b = registry.create_model("tiny_hand"), registry.create_model("tiny_hand")
     torch.nn.init.zeros_(b.net.heatmap.weight)
     assert results.model_fingerprint(a) == results.model_fingerprint(b)
-    assert results.model_fingerprint(a) != results.model_fingerprint(registry.create_model("tiny_hand_nodil"))
+    assert results.model_fingerprint(a) != results.model_fingerprint(registry.create_model("tiny_hand_dil"))
     assert results.model_fingerprint(a) != results.model_fingerprint(registry.create_model("tiny_hand_slim"))
 
 
