@@ -107,6 +107,10 @@ class TinyHandDecoder(nn.Module):
         return self.act(f0 + self._up(x, f0))
 
 
+#: Channels at 1/16 of the earlier dense layout (``tiny_hand_dense``).
+DENSE_WIDTH = 48
+
+
 class DenseTier2Unit(nn.Module):
     """The earlier dense layout's tier 2: 2x2 stride-2 down-projection, then a dense dilated 3x3, identity skip."""
 
@@ -140,7 +144,7 @@ class DenseTinyHandEncoder(nn.Module):
     """The earlier dense layout (ablation): stem to 1/4 (16 ch), one 2x2 stride-2 conv to 1/8 (24 ch), a dense
     tier 2 to 1/16 (48 ch, 3x3 at dilation 1) and a dense bottleneck tier 3 (3x3 at dilation 2)."""
 
-    def __init__(self, cfg: TinyHandConfig, width: int = 48):
+    def __init__(self, cfg: TinyHandConfig, width: int = DENSE_WIDTH):
         super().__init__()
         self.stem = _stem(cfg)
         self.tier1 = conv_bn(cfg.stem_channels, cfg.channels[0], 2, stride=2)
@@ -155,7 +159,7 @@ class DenseTinyHandEncoder(nn.Module):
 
 def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), *, dense: bool = False, **kwargs) -> HandPoseNet:
     encoder = DenseTinyHandEncoder(cfg) if dense else TinyHandEncoder(cfg)
-    deep = 48 if dense else cfg.channels[-1]
+    deep = DENSE_WIDTH if dense else cfg.channels[-1]
     decoder = TinyHandDecoder(cfg, deep_channels=deep)
     init_weights(encoder)
     init_weights(decoder)
