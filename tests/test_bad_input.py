@@ -206,3 +206,13 @@ def test_module_spec_says_how_to_write_it(spec, message, tmp_path, monkeypatch, 
     assert main(["profile", "--module", spec, "--no-latency", "--no-peers"]) == 2
     assert message in _one_line(capsys.readouterr().err)
     assert main(["profile", "--module", "path/to/mynet.py:build", "--no-latency", "--no-peers"]) == 0
+
+
+def test_train_says_when_it_reuses_a_finished_run(cache, tmp_path, capsys):
+    argv = ["train", "--model", "tiny_hand", "--aux", "off", "--steps", "1", "--batch-size", "2", "--train-size", "2",
+            "--val-size", "0", "--test-size", "2", "--data-config", '{"height": 24, "width": 32}', "--data-cache",
+            cache, "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "tiny_hand aux=off seed=0: finished earlier, reused" in capsys.readouterr().out

@@ -189,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     todo = unfinished(unique, args.out)
+    pending = {cfg.hash() for cfg in todo}
+    for cfg in unique:  # say so, rather than leave the user wondering why a run took no time
+        if cfg.hash() not in pending:
+            print(f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}: finished earlier, reused "
+                  f"({record_path(args.out, cfg.hash())})", flush=True)
     runs = plan_runs(todo, lambda name: frame_cost_ms(name, None))
     bar = SuiteProgress(f"train {args.suite or args.model}", 0, len(runs),
                         enabled=len(unique) > 1 and not args.no_progress)
