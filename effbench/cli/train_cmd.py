@@ -163,7 +163,7 @@ def _summary_row(record: dict[str, Any]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from effbench.matrix import execute, make_executor, plan_runs, unfinished
+    from effbench.matrix import execute, make_executor, plan_runs, run_tag, unfinished
     from effbench.progress import SuiteProgress
     from effbench.results import read_run, record_path
     from effbench.suite_run import frame_cost_ms
@@ -188,13 +188,11 @@ def run(args: argparse.Namespace) -> int:
         line += f" ({record['error']})" if record["error"] else ""
         print(line, flush=True)
 
-    todo = unfinished(unique, args.out)
-    pending = {cfg.hash() for cfg in todo}
+    runs = plan_runs(unfinished(unique, args.out), lambda name: frame_cost_ms(name, None))
+    pending = {run.key for run in runs}
     for cfg in unique:  # say so, rather than leave the user wondering why a run took no time
-        if cfg.hash() not in pending:
-            print(f"{cfg.model} aux={'on' if cfg.aux else 'off'} seed={cfg.seed}: finished earlier, reused "
-                  f"({record_path(args.out, cfg.hash())})", flush=True)
-    runs = plan_runs(todo, lambda name: frame_cost_ms(name, None))
+        if (key := cfg.hash()) not in pending:
+            print(f"{run_tag(cfg)}: finished earlier, reused ({record_path(args.out, key)})", flush=True)
     bar = SuiteProgress(f"train {args.suite or args.model}", 0, len(runs),
                         enabled=len(unique) > 1 and not args.no_progress)
     bar.start_training(sum(run.cost_ms for run in runs))
