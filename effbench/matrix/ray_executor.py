@@ -56,18 +56,24 @@ class _Progress:
 def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) -> dict[str, Any]:
     """One run in a Ray worker (submitted with the name ``effbench <tag>``, which Ray gives the worker process as its
     title while it runs: ``ray::effbench tiny_hand aux=on seed=0``)."""
-    last: list[Any] = []
+    sent: list[Any] = [0, None]  # how many reports this attempt sent, and the last one
 
     def send(key: str, step: int) -> None:
-        last[:] = [progress.put.remote(key, step)]  # not waited for: training does not stop for the progress
+        sent[0] += 1
+        sent[1] = progress.put.remote(key, step)
+        if sent[0] <= 2:
+            # The start and the first step are waited for (once per attempt): a worker killed a few milliseconds
+            # later would otherwise take them with it unsent, and the driver would not see where this attempt began.
+            # Later reports are not waited for: training does not stop for the progress.
+            ray.get(sent[1])
 
     try:
         return worker.train_config(config, work_dir, send)
     finally:
         # Calls from one caller to an actor run in order, so once the last has run every report of this attempt is
         # in: the driver, which reads them after it sees the task end, then has them all (a resumed run's first one).
-        if last:
-            ray.get(last[0])
+        if sent[1] is not None:
+            ray.get(sent[1])
 
 
 def init_local(num_cpus: int, temp_dir: str | None = None, **options: Any) -> None:
