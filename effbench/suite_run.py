@@ -266,11 +266,14 @@ class SuiteResult:
     failed: list[str]  # one line per failed stage
     report_files: list[Path]
     wall_s: float
+    paused: int = 0  # runs the time limit left to train
 
     @property
     def exit_code(self) -> int:
-        """0 when every model profiled and trained, 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every model profiled and trained, 1 when any failed, else 3 when the time limit left runs to train."""
+        from effbench.cli.matrix_args import EXIT_PAUSED
+
+        return 1 if self.failed else EXIT_PAUSED if self.paused else 0
 
 
 def run_suite(
@@ -288,6 +291,7 @@ def run_suite(
     executor: str | Executor = "local",
     ray_address: str | None = None,
     checkpoint_dir: str | Path | None = None,
+    deadline: float | None = None,
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
     """Profile, train, evaluate and report one suite into ``out_dir`` (results store in ``out_dir/runs``).
@@ -316,6 +320,8 @@ def run_suite(
             executor object.
         ray_address: With ``ray``: a running cluster to join (None: a local Ray instance).
         checkpoint_dir: Where runs keep their checkpoints (None: the results store; see the executor).
+        deadline: A time limit (``time.time()``): training stops there, each unfinished run at a checkpoint, and
+            the report is built from the finished runs (the others stand as pending); run again to resume.
         log: Where one-line messages go.
 
     Raises:
@@ -343,7 +349,7 @@ def run_suite(
         if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
             _prepare_data(todo, bar)
         bar.start_training(sum(run.cost_ms for run in runs))
-        execute(runs, runs_dir, executor, bar)
+        events = execute(runs, runs_dir, executor, bar, deadline=deadline)
         bar.stage("report")
     finally:
         bar.close()
@@ -353,7 +359,10 @@ def run_suite(
         f"({len(todo)} trained, {executor.describe(len(todo))}); report: {out / 'report.md'}")
     for line in bar.failed:
         log(f"failed: {line}")
-    return SuiteResult(plan, out, bar.failed, built["files"], wall)
+    if events.paused:
+        log(f"time limit: {len(events.paused)} of {len(plan.configs)} runs still to train (the report shows them as "
+            "pending); run the same command again to resume")
+    return SuiteResult(plan, out, bar.failed, built["files"], wall, len(events.paused))
 
 
 def busy_note() -> str | None:

@@ -140,6 +140,35 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_time_limit_reports_what_finished_and_the_next_run_resumes(smoke, tmp_path, monkeypatch):
+    """``--hours``: past the limit no run starts (here two, in a pool of two workers); the report is built from the
+    finished runs, says it is an interim one and shows the rest as pending (no failure), the exit code is 3, and
+    the same command then trains the rest."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    out, _, _ = smoke
+    shutil.copytree(out / "runs", tmp_path / "runs")
+    plan = plan_suite("smoke")
+    left = plan.configs[-2:]
+    for cfg in left:
+        (tmp_path / "runs" / f"{cfg.hash()}.json").unlink()
+    argv = ["--suite", "smoke", "--out", str(tmp_path), "--no-latency", "--no-progress"]
+    assert main([*argv, "--hours", "1e-9"]) == 3  # 3.6 microseconds: over before training begins
+    assert not any((tmp_path / "runs" / f"{cfg.hash()}.json").exists() for cfg in left)
+    md = (tmp_path / "report.md").read_text()
+    total = len(plan.configs)
+    assert f"**Interim report: {total - 2} of {total} planned runs trained, 2 pending.**" in md
+    assert "_(none)_" in md.split("## Failures")[1]
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(row["status"] for row in rows) == ["ok"] * (total - 2) + ["pending"] * 2
+    assert main(argv) == 0
+    for cfg in left:
+        assert json.loads((tmp_path / "runs" / f"{cfg.hash()}.json").read_text())["status"] == "ok"
+    assert "Interim report" not in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_parallel_jobs_train_the_same_runs(smoke, tmp_path, monkeypatch):
     """``--jobs 2`` trains every planned run in worker processes; each ends where the sequential run did, both on
     one thread per run (a suite trains on one thread, in this process or in each worker). On 1 and 2 threads a

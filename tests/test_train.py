@@ -69,6 +69,39 @@ def test_resume_after_kill_equals_uninterrupted_and_same_seed_same_metrics(cache
     assert resumed["metrics"]["mask_iou"] is not None
 
 
+def test_run_paused_at_its_deadline_resumes_to_the_uninterrupted_result(cache, tmp_path, monkeypatch):
+    """A deadline stops the run at the end of the step that passes it, checkpointed there (step 13, between the
+    step-10 and step-20 checkpoints), with nothing recorded; run again, it takes the same steps as one run straight
+    through. A deadline already past returns before any work."""
+    import time
+
+    cfg = small(cache, aux=True, augment=True, eval_every=4)
+    straight = run(cfg, tmp_path / "a", progress=False)
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+
+    def pass_the_deadline_at_13(step):
+        if step == 13:
+            clock["now"] = 2000.0
+
+    paused = run(cfg, tmp_path / "b", progress=False, on_step=pass_the_deadline_at_13, deadline=1500.0)
+    assert paused["status"] == results.PAUSED and paused["step"] == 13
+    assert "time limit reached at step 13" in paused["error"]
+    assert not results.record_path(tmp_path / "b", cfg.hash()).exists()
+    assert results.load_checkpoint(results.checkpoint_path(tmp_path / "b", cfg.hash()))["step"] == 13
+
+    clock["now"] = 3000.0
+    late = run(cfg, tmp_path / "b", progress=False, deadline=2500.0)
+    assert late["status"] == results.PAUSED and late["step"] is None
+    assert results.load_checkpoint(results.checkpoint_path(tmp_path / "b", cfg.hash()))["step"] == 13
+
+    resumed = run(cfg, tmp_path / "b", progress=False)
+    assert resumed["status"] == "ok"
+    assert resumed["metrics"] == straight["metrics"]
+    assert [(p["step"], p["val_epe_px"]) for p in resumed["curve"]] == [
+        (p["step"], p["val_epe_px"]) for p in straight["curve"]]
+
+
 def test_finished_run_is_skipped(cache, tmp_path):
     cfg = small(cache, aux=False, steps=4, checkpoint_every=0, val_size=0)
     first = run(cfg, tmp_path, progress=False)
@@ -160,6 +193,7 @@ def test_run_many_validates_every_config_before_running(tmp_path):
         (["--steps", "5"], "give --model NAME or --suite NAME"),
         (["--suite", "nope"], "unknown suite 'nope'"),
         (["--model", "tiny_hand", "--balancing", "magic"], "balancing 'magic' is not one of"),
+        (["--model", "tiny_hand", "--hours", "0"], "--hours must be a number of hours > 0, got 0.0"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):

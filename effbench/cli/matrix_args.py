@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 
 
+#: The exit code of a matrix that its ``--hours`` limit stopped with runs left to train (failures still exit 1).
+EXIT_PAUSED = 3
+
+
 def add_executor_args(p: argparse.ArgumentParser, jobs_default: str = "one per core") -> None:
-    """``--jobs``, ``--executor``, ``--ray-address``, ``--checkpoint-dir``; ``jobs_default`` says what no ``--jobs``
-    means locally."""
+    """``--jobs``, ``--executor``, ``--ray-address``, ``--checkpoint-dir``, ``--hours``; ``jobs_default`` says what
+    no ``--jobs`` means locally."""
     p.add_argument("--jobs", type=int, default=None,
                    help=f"training runs at a time, each in its own process on one thread (default: {jobs_default}); "
                    "with --executor ray, at most this many tasks (default: as the cluster's resources allow)")
@@ -21,3 +25,25 @@ def add_executor_args(p: argparse.ArgumentParser, jobs_default: str = "one per c
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="where runs keep their checkpoints (default: the results store); on a Ray cluster, a folder "
                    "every worker reaches lets a run whose worker died resume on another")
+    p.add_argument("--hours", type=float, default=None, metavar="H",
+                   help="time limit: after H hours, runs in training stop at a checkpoint and the rest do not start; "
+                   f"what finished is recorded (and reported), the exit code is {EXIT_PAUSED}, and the same command "
+                   "resumes where it stopped")
+
+
+def deadline_from(hours: float | None) -> float | None:
+    """The ``time.time()`` at which ``--hours`` from now ends (None: no limit).
+
+    Raises:
+        UsageError: For hours that are not a positive finite number.
+    """
+    import math
+    import time
+
+    from effbench.errors import UsageError
+
+    if hours is None:
+        return None
+    if not (math.isfinite(hours) and hours > 0):
+        raise UsageError(f"--hours must be a number of hours > 0, got {hours}")
+    return time.time() + hours * 3600

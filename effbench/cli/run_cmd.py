@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run",
         help="the whole pipeline for a suite: profile, train with and without aux tasks, evaluate, report",
         description=__doc__ + " Finished runs in the results store are reused; a model that fails is recorded with "
-        "its error, the suite goes on, and the exit code is 1.",
+        "its error, the suite goes on, and the exit code is 1. With --hours, a suite too long for one sitting trains "
+        "in steps: each stops at its time limit with a report of what finished, and the next resumes.",
     )
     p.add_argument("--suite", required=True, help="suite name (bench.py list shows them)")
     p.add_argument("--out", default=None,
@@ -33,8 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from effbench.cli.matrix_args import deadline_from
     from effbench.suite_run import run_suite
 
+    deadline = deadline_from(args.hours)
     out = args.out or f"{DEFAULT_OUT}/{args.suite}"
     result = run_suite(
         args.suite,
@@ -49,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         ray_address=args.ray_address,
         checkpoint_dir=args.checkpoint_dir,
+        deadline=deadline,
     )
     return result.exit_code

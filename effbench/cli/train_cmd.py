@@ -163,6 +163,7 @@ def _summary_row(record: dict[str, Any]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from effbench.cli.matrix_args import EXIT_PAUSED, deadline_from
     from effbench.matrix import execute, make_executor, plan_runs, run_tag, unfinished
     from effbench.progress import SuiteProgress
     from effbench.results import read_run, record_path
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         from effbench.errors import UsageError
 
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    deadline = deadline_from(args.hours)
     # Locally, one run at a time in this process unless --jobs says otherwise (--threads is for that one run).
     jobs = args.jobs if args.jobs is not None or args.executor != "local" else 1
     executor = make_executor(args.executor, jobs=jobs, threads=args.threads, ray_address=args.ray_address,
@@ -197,11 +199,15 @@ def run(args: argparse.Namespace) -> int:
                         enabled=len(unique) > 1 and not args.no_progress)
     bar.start_training(sum(run.cost_ms for run in runs))
     try:
-        done = execute(runs, args.out, executor, bar, on_record=report if len(unique) > 1 else None).records
+        events = execute(runs, args.out, executor, bar, on_record=report if len(unique) > 1 else None,
+                         deadline=deadline)
     finally:
         bar.close()
+    done = {**events.records, **events.paused}
     records = [done.get(cfg.hash()) or read_run(record_path(args.out, cfg.hash())) for cfg in unique]
     headers = ["model", "aux", "seed", "status", "epe_px", "pck5", "err3d_mm", "steps/s", "config hash", "error"]
     print(tabulate([_summary_row(r) for r in records], headers=headers, floatfmt=".3f"))
     print(f"records in {args.out}/")
-    return 1 if any(r["status"] != "ok" for r in records) else 0
+    if events.paused:
+        print(f"time limit: {len(events.paused)} run(s) still to train; run the same command again to resume")
+    return 1 if any(r["status"] == "failed" for r in records) else EXIT_PAUSED if events.paused else 0

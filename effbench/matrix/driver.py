@@ -4,6 +4,10 @@ finished record into the results store as it comes back (through effbench.result
 An executor is anything with ``run(runs, store, events)`` (:class:`Executor`); it reports through
 :class:`Events`: ``steps(key, step)`` as a run trains (step 0: it started, on a worker, perhaps again after a
 retry) and ``finished(key, record)`` when its record is back.
+
+A time limit (``events.deadline``) pauses the matrix: each worker stops its run at the first step past it, saves a
+checkpoint and returns a ``paused`` record, which is not stored; runs not started by then return one at once. The
+same plan run again resumes them.
 """
 
 from __future__ import annotations
@@ -37,16 +41,21 @@ class Events:
     """What an executor reports, turned into the progress line and records in the store.
 
     Attributes:
+        deadline: The time limit (``time.time()``) executors hand to their workers; None: none.
         attempts: Per run key, the first step each attempt reported after its start: ``[1]`` for a run trained in
             one go, ``[1, 11]`` for one whose worker died and that resumed from its step-10 checkpoint.
+        records: The stored records by run key.
+        paused: The runs the time limit stopped or kept from starting, by key (``paused`` records, not stored).
     """
 
     runs: list[PlannedRun]
     store: Path
     bar: SuiteProgress
     on_record: Callable[[dict[str, Any]], None] | None = None
+    deadline: float | None = None
     attempts: dict[str, list[int]] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paused: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_key = {run.key: run for run in self.runs}
@@ -74,13 +83,19 @@ class Events:
             self._counted[key] = step
 
     def finished(self, key: str, record: dict[str, Any]) -> None:
-        """Run ``key`` ended with ``record``: written into the store, counted, reported."""
+        """Run ``key`` ended with ``record``: written into the store, counted, reported (a ``paused`` one is only
+        noted: its checkpoint holds the run)."""
         run = self._by_key[key]
-        results.write_run(self.store, record)
-        self.records[key] = record
         self._running.discard(key)
         self._fresh.discard(key)
         self.bar.set_running(len(self._running))
+        if record.get("status") == results.PAUSED:
+            self.paused[key] = record
+            if record.get("step") is not None:
+                self.bar.note(f"{run.tag}: paused at step {record['step']:,} of {run.config.steps:,} (time limit)")
+            return
+        results.write_run(self.store, record)
+        self.records[key] = record
         self.bar.advance((run.config.steps - self._counted[key]) * run.cost_per_step)
         self._counted[key] = run.config.steps
         error = None if record.get("status") == "ok" else str(record.get("error"))
@@ -111,6 +126,7 @@ def execute(
     executor: Executor,
     bar: SuiteProgress,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    deadline: float | None = None,
 ) -> Events:
     """Run the plan on ``executor``; every record lands in ``store`` as it comes back.
 
@@ -119,16 +135,18 @@ def execute(
         store: The results store.
         executor: Where the runs train (:func:`effbench.matrix.make_executor`).
         bar: The suite's progress (its training clock started by the caller).
-        on_record: Also called with each record (the ``train`` command prints a line per run).
+        on_record: Also called with each stored record (the ``train`` command prints a line per run).
+        deadline: A time limit (``time.time()``): runs still training then stop at a checkpoint, and runs not
+            started do not start (both end up in ``events.paused``). None: no limit.
 
     Returns:
-        The events: the records by key, and each run's attempts.
+        The events: the records by key, the paused runs, and each run's attempts.
     """
-    events = Events(runs, Path(store), bar, on_record)
+    events = Events(runs, Path(store), bar, on_record, deadline)
     if runs:
         bar.stage(f"train {len(runs)} runs {executor.describe(len(runs))}")
         executor.run(runs, Path(store), events)
-    missing = [run for run in runs if run.key not in events.records]
+    missing = [run for run in runs if run.key not in events.records and run.key not in events.paused]
     if missing:  # an executor must report every run; say so rather than leave a hole in the report
         raise RuntimeError(f"executor {executor.name!r} returned no record for {', '.join(r.tag for r in missing)}")
     return events

@@ -26,9 +26,9 @@ def _send(key: str, step: int) -> None:
     _steps_queue.put((key, step))
 
 
-def _train_in_worker(config: dict[str, Any], work_dir: str, threads: int) -> dict[str, Any]:
+def _train_in_worker(config: dict[str, Any], work_dir: str, threads: int, deadline: float | None) -> dict[str, Any]:
     """One run in a pool process (module level, so that a spawned process can import it)."""
-    return worker.train_config(config, work_dir, _send, threads)
+    return worker.train_config(config, work_dir, _send, threads, deadline)
 
 
 class LocalExecutor:
@@ -74,7 +74,8 @@ class LocalExecutor:
                 events.bar.stage(f"train {run.tag}")
                 events.steps(run.key, 0)
                 record = worker.train_or_record(run.config, work_dir, progress=self.run_progress,
-                                                on_step=lambda step, key=run.key: events.steps(key, step))
+                                                on_step=lambda step, key=run.key: events.steps(key, step),
+                                                deadline=events.deadline)
                 events.finished(run.key, record)
         finally:
             torch.set_num_threads(threads)  # profiling measures latency on all threads too
@@ -90,7 +91,8 @@ class LocalExecutor:
         jobs = self.jobs_for(len(runs))
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(steps_queue,)) as pool:
             # Submitted longest first (the plan's order): the pool's last runs are then short ones.
-            futures = {pool.submit(_train_in_worker, r.config.to_dict(), str(work_dir), self.threads): r for r in runs}
+            futures = {pool.submit(_train_in_worker, r.config.to_dict(), str(work_dir), self.threads, events.deadline): r
+                       for r in runs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=REPORT_EVERY_S, return_when=FIRST_COMPLETED)

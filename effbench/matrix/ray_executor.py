@@ -23,11 +23,13 @@ checkpoint syncing and trial logs that duplicate the store.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from effbench import results
 from effbench.errors import UsageError, error_text
 from effbench.matrix import worker
 from effbench.matrix.driver import Events
@@ -53,7 +55,8 @@ class _Progress:
         return items
 
 
-def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) -> dict[str, Any]:
+def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any,
+                   deadline: float | None = None) -> dict[str, Any]:
     """One run in a Ray worker (submitted with the name ``effbench <tag>``, which Ray gives the worker process as its
     title while it runs: ``ray::effbench tiny_hand aux=on seed=0``)."""
     sent: list[Any] = [0, None]  # how many reports this attempt sent, and the last one
@@ -68,7 +71,7 @@ def train_run_task(config: dict[str, Any], work_dir: str | None, progress: Any) 
             ray.get(sent[1])
 
     try:
-        return worker.train_config(config, work_dir, send)
+        return worker.train_config(config, work_dir, send, deadline=deadline)
     finally:
         # Calls from one caller to an actor run in order, so once the last has run every report of this attempt is
         # in: the driver, which reads them after it sees the task end, then has them all (a resumed run's first one).
@@ -183,11 +186,15 @@ class RayExecutor:
         refs: dict[Any, PlannedRun] = {}
         limit = self.jobs or len(runs)
         while waiting or refs:
+            if waiting and events.deadline is not None and time.time() >= events.deadline:
+                for run in waiting:  # past the time limit: not started, to be trained by the next run of the plan
+                    events.finished(run.key, results.paused_record(run.config.to_dict(), run.key, None))
+                waiting = []
             while waiting and len(refs) < limit:
                 run = waiting.pop(0)
                 options = {"num_cpus": run.resources.get("CPU", 1), "num_gpus": run.resources.get("GPU", 0),
                            "max_retries": MAX_RETRIES, "retry_exceptions": False, "name": f"effbench {run.tag}"}
-                refs[task.options(**options).remote(run.config.to_dict(), work_dir, progress)] = run
+                refs[task.options(**options).remote(run.config.to_dict(), work_dir, progress, events.deadline)] = run
             done, _ = ray.wait(list(refs), num_returns=1, timeout=REPORT_EVERY_S)
             for key, step in ray.get(progress.take.remote()):
                 events.steps(key, step)

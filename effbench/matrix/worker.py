@@ -64,7 +64,8 @@ def step_reporter(key: str, send: Callable[[str, int], None]) -> Callable[[int],
 
 
 def train_config(
-    config: dict[str, Any], work_dir: str | None, send: Callable[[str, int], None], threads: int = 1
+    config: dict[str, Any], work_dir: str | None, send: Callable[[str, int], None], threads: int = 1,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """One run on a worker, on ``threads`` intra-op threads: ``(key, 0)`` goes to ``send`` when it starts, its steps
     as it trains; returns the record.
@@ -76,6 +77,8 @@ def train_config(
         send: Where progress goes.
         threads: Intra-op threads (1: these small models gain little from more, and one run per core uses the cores
             best).
+        deadline: The matrix's time limit (``time.time()``): the run stops there, checkpointed, and returns a
+            ``paused`` record (:func:`effbench.train.loop.run`).
     """
     import torch
 
@@ -86,6 +89,6 @@ def train_config(
     key = cfg.hash()
     send(key, 0)
     if work_dir is not None:
-        return train_or_record(cfg, work_dir, on_step=step_reporter(key, send))
+        return train_or_record(cfg, work_dir, on_step=step_reporter(key, send), deadline=deadline)
     with tempfile.TemporaryDirectory(prefix="effbench-run-") as tmp:
-        return train_or_record(cfg, tmp, on_step=step_reporter(key, send))
+        return train_or_record(cfg, tmp, on_step=step_reporter(key, send), deadline=deadline)

@@ -20,7 +20,7 @@ from effbench.report.frame import results_frame
 from effbench.report.runtime import LatencyView, header_lines, latency_view
 from effbench.report.pareto import Point, plot_pareto
 from effbench.results import Store, load_store, write_atomic
-from effbench.results.store import NO_RECORD
+from effbench.results.store import PENDING
 
 #: The Pareto plots: (file stem, prof_* cost key, scale, short name, axis title).
 PARETO_PLOTS: tuple[tuple[str, str, float, str, str], ...] = (
@@ -147,10 +147,15 @@ def headline(frame: pd.DataFrame, store: Store, view: LatencyView = LatencyView(
         return None
     return (
         f"`{models[0]}` against `{ref}`: {r['MFLOPs']} of the FLOPs, {r['params']} of the parameters, "
-        f"{r['Hz 1t']} the 1-thread rate{f' under {view.runtime}' if view.runtime else ''}; EPE with aux {a.loc[models[0], 'EPE px on']} px "
-        f"(without: {a.loc[models[0], 'EPE px off']}) against {a.loc[ref, 'EPE px on']} px "
-        f"(without: {a.loc[ref, 'EPE px off']})."
+        f"{r['Hz 1t']} the 1-thread rate{f' under {view.runtime}' if view.runtime else ''}; EPE with aux "
+        f"{_px(a.loc[models[0], 'EPE px on'])} (without: {_px(a.loc[models[0], 'EPE px off'])}) against "
+        f"{_px(a.loc[ref, 'EPE px on'])} (without: {_px(a.loc[ref, 'EPE px off'])})."
     )
+
+
+def _px(cell: str) -> str:
+    """An EPE cell with its unit, or the cell as it is when it holds no number (``pending``, ``failed: ...``)."""
+    return f"{cell} px" if cell[:1].isdigit() else cell
 
 
 #: Reconciliation columns: (profile key, title). Peers are in MACs (torch's FLOPs halved by the profiler).
@@ -321,9 +326,15 @@ def render_markdown(
     if trained and store.manifest.get("budget") == QUICK_BUDGET:
         lines += [QUICK_NOTE, ""]
     failures = tables.failures_table(frame)
+    pending = sum(r.get("status") == PENDING for r in store.runs)
+    if pending:
+        lines += [f"**Interim report: {len(store.runs) - pending} of {len(store.runs)} planned runs trained, {pending} "
+                  "pending.** The suite run that wrote it stopped at its time limit (`--hours`) or was interrupted; "
+                  "the same command resumes it and rewrites this report. Every figure below comes from the finished "
+                  "runs only.", ""]
     if not failures.empty:
-        lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures). Everything else "
-                  "is complete.", ""]
+        complete = "" if pending else " Everything else is complete."
+        lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures).{complete}", ""]
     line = headline(frame, store, view)
     if line:
         lines += [line, ""]
@@ -397,7 +408,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
     markdown = render_markdown(store, frame, plots, metric, view, list(curve_pngs))
     written.append(write_atomic(out / "report.md", markdown))
-    left_out = [_run_name(r) for r in store.runs if r.get("status") == "missing" and r.get("error") != NO_RECORD]
+    left_out = [_run_name(r) for r in store.runs if r.get("status") == "missing"]
     return {"files": written, "failed": len(tables.failures_table(frame)), "frame": frame,
             "bad_files": store.bad_files, "left_out": left_out}
 

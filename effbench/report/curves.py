@@ -91,7 +91,8 @@ def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], t
         ax.set_ylabel("validation EPE, px (log)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2, loc="upper right")
+        if labelled:  # the compute plot has no line when no model has a profile
+            ax.legend(fontsize=7, ncol=2, loc="upper right")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from effbench.results.store import PENDING
 from effbench.train.config import AUX_TASKS
 
 #: (column title, prof_* key, scale, digits) of the cost table. Ratios to the reference use the same keys.
@@ -190,7 +191,10 @@ def _failed_cell(runs: pd.DataFrame, full: bool = True) -> str | None:
     A table row gives the error once, in its first metric column, and the bare status in the others.
     """
     if len(runs) and not (runs["status"] == "ok").any():
-        first = runs.iloc[0]
+        ended = runs[runs["status"] != PENDING]
+        if ended.empty:
+            return PENDING
+        first = ended.iloc[0]
         return f"{first['status']}: {first['error'] or 'unknown error'}" if full else str(first["status"])
     return None
 
@@ -267,7 +271,7 @@ def failures_table(frame: pd.DataFrame) -> pd.DataFrame:
         if row.get("prof_status") == "failed":  # a missing profile (runs from `bench.py train`) is no failure
             rows.append({"model": name, "stage": "profile", "error": row.get("prof_error") or row.get("prof_status")})
     for _, row in frame.iterrows():
-        if row["status"] not in ("ok", "not run"):
+        if row["status"] not in ("ok", "not run", PENDING):
             stage = f"train aux={'on' if row['aux'] else 'off'} seed={row['seed']}"
             rows.append({"model": row["model"], "stage": stage, "error": f"{row['status']}: {row['error']}"})
     return pd.DataFrame(rows, columns=["model", "stage", "error"])

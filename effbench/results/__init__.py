@@ -9,6 +9,7 @@ the gate baseline).
 
 from effbench.results.files import json_text, read_json, write_atomic, write_json
 from effbench.results.records import (
+    PAUSED,
     SCHEMA,
     NewerSchemaError,
     ProfileRecord,
@@ -17,6 +18,7 @@ from effbench.results.records import (
     check_record,
     make_run_record,
     model_fingerprint,
+    paused_record,
     reusable,
     runtime_suffix,
 )
@@ -37,6 +39,7 @@ from effbench.results.store import (
 )
 
 __all__ = [
+    "PAUSED",
     "SCHEMA",
     "NewerSchemaError",
     "ProfileRecord",
@@ -52,6 +55,7 @@ __all__ = [
     "make_run_record",
     "manifest_path",
     "model_fingerprint",
+    "paused_record",
     "profile_path",
     "read_json",
     "read_run",

@@ -25,6 +25,8 @@ from effbench.errors import UsageError
 SCHEMA = 2
 #: Status of a finished run or profile.
 STATUSES: tuple[str, ...] = ("ok", "failed")
+#: The status of a run that a time limit stopped before it finished: never stored (its checkpoint holds the run).
+PAUSED = "paused"
 
 
 class RecordError(UsageError):
@@ -173,6 +175,14 @@ def make_run_record(
               "metrics": metrics, "model_fingerprint": model_fingerprint, "wall_s": wall_s,
               "steps_per_s": steps_per_s, **provenance(device), "curve": curve, "convergence": convergence}
     return check_record(record, RunRecord, f"run {config_hash}")  # type: ignore[return-value]
+
+
+def paused_record(config: dict[str, Any], config_hash: str, step: int | None) -> dict[str, Any]:
+    """What stands for a run that a time limit stopped at ``step`` (None: before it started): status
+    :data:`PAUSED`, never stored, since the run has no result yet, only its checkpoint."""
+    where = f"at step {step:,}" if step is not None else "before it started"
+    return {"config": config, "config_hash": config_hash, "status": PAUSED, "step": step, "metrics": {},
+            "steps_per_s": None, "error": f"time limit reached {where}; run again to resume"}
 
 
 def model_fingerprint(model: Any) -> str:

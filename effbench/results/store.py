@@ -168,18 +168,21 @@ class Store:
         return names
 
 
-#: The error of a planned run without a record.
-NO_RECORD = "no run record (suite interrupted?)"
+#: The status of a planned run that has no record yet: the suite run stopped at its time limit before it (or was
+#: interrupted); running the suite again trains it. Never stored: a store shows its gaps with it.
+PENDING = "pending"
+#: The error of a pending run.
+NO_RECORD = "not trained yet"
 
 
-def _missing_run(plan: dict[str, Any], error: str = NO_RECORD) -> dict[str, Any]:
-    """What stands for a planned run that has no record (a suite interrupted before it, or a record that could not be
-    read), so a report shows the gap."""
+def _missing_run(plan: dict[str, Any], error: str | None = None) -> dict[str, Any]:
+    """What stands for a planned run without a readable record, so a report shows the gap: ``pending`` when it has
+    none yet, ``missing`` with ``error`` (naming the file) when its record could not be read."""
     return {
         "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks") if k in plan},
         "config_hash": plan["config_hash"],
-        "status": "missing",
-        "error": error,
+        "status": "missing" if error else PENDING,
+        "error": error or NO_RECORD,
         "metrics": {},
     }
 
@@ -200,7 +203,7 @@ def load_store(root: str | os.PathLike) -> Store:
     """Read a results store folder (or its ``suite`` subfolder).
 
     A run record or profile that cannot be read is left out and listed in ``Store.bad_files``; a planned run whose
-    record was left out stands as ``missing``, its error naming the file.
+    record was left out stands as ``missing``, its error naming the file, and one without a record as ``pending``.
 
     Raises:
         UsageError: If the folder does not exist or holds nothing readable.
@@ -232,7 +235,7 @@ def load_store(root: str | os.PathLike) -> Store:
     if planned is not None:
         for plan in planned:
             key = plan["config_hash"]
-            store.runs.append(records.get(key) or _missing_run(plan, unreadable.get(key, NO_RECORD)))
+            store.runs.append(records.get(key) or _missing_run(plan, unreadable.get(key)))
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:

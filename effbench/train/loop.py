@@ -39,6 +39,14 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or inf."""
 
 
+class TimeLimitReached(Exception):
+    """A run reached its ``deadline``: its checkpoint is saved at ``step`` and it resumes from there next time."""
+
+    def __init__(self, step: int):
+        super().__init__(f"time limit reached at step {step}")
+        self.step = step
+
+
 #: The metrics of a record: the test-split metrics, then the validation EPE and the last training loss.
 RECORD_METRIC_KEYS: tuple[str, ...] = METRIC_KEYS + ("val_epe_px", "final_train_loss")
 #: With ``runtime_eval``: the deployed model's test EPE and PCK@5 as ONNX Runtime fp32 and int8 run it.
@@ -215,8 +223,13 @@ class _Run:
         return self.stopped or self.step >= self.config.steps
 
     # --- training
-    def train(self, progress: bool, on_step: Callable[[int], None] | None) -> None:
-        """Train from the current step until the step cap or the plateau that ends the run."""
+    def train(self, progress: bool, on_step: Callable[[int], None] | None, deadline: float | None = None) -> None:
+        """Train from the current step until the step cap or the plateau that ends the run.
+
+        Raises:
+            TimeLimitReached: At the first step that ends after ``deadline`` (``time.time()``), with the run's
+                state checkpointed at that step.
+        """
         config, device = self.config, self.device
         if self.finished:
             return
@@ -261,6 +274,11 @@ class _Run:
                     t_loop = time.perf_counter()
                 if on_step is not None:
                     on_step(self.step)
+                if deadline is not None and not self.finished and time.time() >= deadline:
+                    _sync(device)
+                    self.train_s += time.perf_counter() - t_loop
+                    self.checkpoint(final=False)
+                    raise TimeLimitReached(self.step)
         finally:
             bar.close()
         _sync(device)
@@ -351,12 +369,13 @@ def _train(
     fingerprint: str | None,
     progress: bool,
     on_step: Callable[[int], None] | None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or only evaluate a finished checkpoint) and return the metrics, curve and timings."""
     run_ = _Run(config, out_dir, config_hash, fingerprint)
     results.write_json(run_.ckpt_path.with_suffix(".config.json"), config.to_dict())
     run_.resume()
-    run_.train(progress, on_step)
+    run_.train(progress, on_step, deadline)
     metrics = run_.test()
     run_.checkpoint(final=True)
     return {
@@ -391,6 +410,7 @@ def run(
     *,
     progress: bool | None = None,
     on_step: Callable[[int], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; return its run record, also written to ``out_dir/<config_hash>.json``.
 
@@ -406,6 +426,9 @@ def run(
         progress: Show a tqdm bar; None shows it when stderr is a terminal.
         on_step: Called with the number of finished steps after every step (and after its checkpoint, if any);
             tests use it to interrupt a run.
+        deadline: A ``time.time()`` after which the run stops at the end of its current step, checkpointed there,
+            and returns :func:`effbench.results.paused_record` instead of a record (nothing is written; run again,
+            it resumes from the checkpoint); a deadline already past returns at once. None: no limit.
 
     Raises:
         UsageError: If the config is invalid.
@@ -425,10 +448,14 @@ def run(
             results.checkpoint_path(out, config_hash).unlink(missing_ok=True)
     if progress is None:
         progress = sys.stderr.isatty()
+    if deadline is not None and time.time() >= deadline:
+        return results.paused_record(config.to_dict(), config.hash(), None)
     t0 = time.perf_counter()
     try:
-        result = _train(config, out, config_hash, fingerprint, progress, on_step)
+        result = _train(config, out, config_hash, fingerprint, progress, on_step, deadline)
         status, error = "ok", None
+    except TimeLimitReached as stop:
+        return results.paused_record(config.to_dict(), config.hash(), stop.step)
     except Exception as err:  # recorded, so that a suite goes on; BaseException (Ctrl-C) is not caught
         status, error = "failed", error_text(err)
         keys = RECORD_METRIC_KEYS + (RUNTIME_METRIC_KEYS if config.runtime_eval else ())
