@@ -15,6 +15,9 @@ class UsageError(Exception):
 
 #: Exit code of a file effbench cannot read or write (permissions, a full disk, a path that is a file).
 IO_EXIT_CODE = 3
+#: The exit code of a training matrix that its time limit (``--hours``) stopped with runs left to train: a temporary
+#: failure (sysexits' EX_TEMPFAIL), meaning "run the same command again"; a failed run still exits 1.
+PAUSED_EXIT_CODE = 75
 
 
 def io_error_text(err: OSError) -> str:

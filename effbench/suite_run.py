@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench import results
-from effbench.errors import UsageError, closest, error_text
+from effbench.errors import PAUSED_EXIT_CODE, UsageError, closest, error_text
 from effbench.matrix import Executor, execute, make_executor, plan_runs, unfinished
 from effbench.matrix.plan import validated
 from effbench.progress import SuiteProgress
@@ -270,10 +270,9 @@ class SuiteResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every model profiled and trained, 1 when any failed, else 3 when the time limit left runs to train."""
-        from effbench.cli.matrix_args import EXIT_PAUSED
-
-        return 1 if self.failed else EXIT_PAUSED if self.paused else 0
+        """0 when every model profiled and trained, 1 when any failed, else 75 when the time limit left runs to
+        train (:data:`effbench.errors.PAUSED_EXIT_CODE`)."""
+        return 1 if self.failed else PAUSED_EXIT_CODE if self.paused else 0
 
 
 def run_suite(

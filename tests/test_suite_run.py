@@ -142,7 +142,7 @@ def test_fresh_ignores_finished_runs(smoke, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_time_limit_reports_what_finished_and_the_next_run_resumes(smoke, tmp_path, monkeypatch):
     """``--hours``: past the limit no run starts (here two, in a pool of two workers); the report is built from the
-    finished runs, says it is an interim one and shows the rest as pending (no failure), the exit code is 3, and
+    finished runs, says it is an interim one and shows the rest as pending (no failure), the exit code is 75, and
     the same command then trains the rest."""
     import os
 
@@ -154,7 +154,7 @@ def test_time_limit_reports_what_finished_and_the_next_run_resumes(smoke, tmp_pa
     for cfg in left:
         (tmp_path / "runs" / f"{cfg.hash()}.json").unlink()
     argv = ["--suite", "smoke", "--out", str(tmp_path), "--no-latency", "--no-progress"]
-    assert main([*argv, "--hours", "1e-9"]) == 3  # 3.6 microseconds: over before training begins
+    assert main([*argv, "--hours", "1e-9"]) == 75  # 3.6 microseconds: over before training begins
     assert not any((tmp_path / "runs" / f"{cfg.hash()}.json").exists() for cfg in left)
     md = (tmp_path / "report.md").read_text()
     total = len(plan.configs)

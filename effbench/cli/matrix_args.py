@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-
-#: The exit code of a matrix that its ``--hours`` limit stopped with runs left to train (failures still exit 1).
-EXIT_PAUSED = 3
+from effbench.errors import PAUSED_EXIT_CODE
 
 
 def add_executor_args(p: argparse.ArgumentParser, jobs_default: str = "one per core") -> None:
@@ -27,7 +25,7 @@ def add_executor_args(p: argparse.ArgumentParser, jobs_default: str = "one per c
                    "every worker reaches lets a run whose worker died resume on another")
     p.add_argument("--hours", type=float, default=None, metavar="H",
                    help="time limit: after H hours, runs in training stop at a checkpoint and the rest do not start; "
-                   f"what finished is recorded (and reported), the exit code is {EXIT_PAUSED}, and the same command "
+                   f"what finished is recorded (and reported), the exit code is {PAUSED_EXIT_CODE}, and the same command "
                    "resumes where it stopped")
 
 

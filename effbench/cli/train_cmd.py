@@ -163,7 +163,8 @@ def _summary_row(record: dict[str, Any]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from effbench.cli.matrix_args import EXIT_PAUSED, deadline_from
+    from effbench.cli.matrix_args import deadline_from
+    from effbench.errors import PAUSED_EXIT_CODE
     from effbench.matrix import execute, make_executor, plan_runs, run_tag, unfinished
     from effbench.progress import SuiteProgress
     from effbench.results import read_run, record_path
@@ -210,4 +211,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"records in {args.out}/")
     if events.paused:
         print(f"time limit: {len(events.paused)} run(s) still to train; run the same command again to resume")
-    return 1 if any(r["status"] == "failed" for r in records) else EXIT_PAUSED if events.paused else 0
+    return 1 if any(r["status"] == "failed" for r in records) else PAUSED_EXIT_CODE if events.paused else 0
