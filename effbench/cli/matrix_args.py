@@ -25,8 +25,8 @@ def add_executor_args(p: argparse.ArgumentParser, jobs_default: str = "one per c
                    "every worker reaches lets a run whose worker died resume on another")
     p.add_argument("--hours", type=float, default=None, metavar="H",
                    help="time limit: after H hours, runs in training stop at a checkpoint and the rest do not start; "
-                   f"what finished is recorded (and reported), the exit code is {PAUSED_EXIT_CODE}, and the same command "
-                   "resumes where it stopped")
+                   f"what finished is recorded (and reported), the exit code is {PAUSED_EXIT_CODE}, and the same "
+                   "command resumes where it stopped")
 
 
 def deadline_from(hours: float | None) -> float | None:

@@ -91,8 +91,8 @@ class LocalExecutor:
         jobs = self.jobs_for(len(runs))
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(steps_queue,)) as pool:
             # Submitted longest first (the plan's order): the pool's last runs are then short ones.
-            futures = {pool.submit(_train_in_worker, r.config.to_dict(), str(work_dir), self.threads, events.deadline): r
-                       for r in runs}
+            futures = {pool.submit(_train_in_worker, r.config.to_dict(), str(work_dir), self.threads,
+                                   events.deadline): r for r in runs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=REPORT_EVERY_S, return_when=FIRST_COMPLETED)
