@@ -184,3 +184,16 @@ def test_run_whose_worker_keeps_dying_is_recorded_failed_and_the_rest_goes_on(ra
     lost, ok = events.records[doomed.hash()], events.records[fine.hash()]
     assert lost["status"] == "failed" and lost["error"].startswith("failed on Ray after 0 retries: ")
     assert ok["status"] == "ok" and bar.trained == 2 and len(bar.failed) == 1
+
+
+def test_past_its_time_limit_the_driver_starts_no_task(ray_instance, tmp_path):
+    """Runs not started when the time limit passes are paused by the driver, not submitted: nothing is trained or
+    stored, and the next run of the plan trains them (a run paused mid-way is tests/test_train.py's)."""
+    small = dict(batch_size=8, warmup_steps=2, train_size=96, val_size=0, test_size=32, eval_batch_size=32, steps=5)
+    configs = [TrainConfig(model="tiny_hand", aux=aux, seed=2, **small).validate() for aux in (False, True)]
+    runs = plan_runs(configs, lambda _: 1.0)
+    bar = SuiteProgress("late", 0, 2, enabled=False)
+    events = execute(runs, tmp_path / "store", RayExecutor(), bar, deadline=time.time() - 1)
+    assert set(events.paused) == {cfg.hash() for cfg in configs} and not events.records
+    assert all(p["status"] == "paused" and p["step"] is None for p in events.paused.values())
+    assert not events.attempts and not list((tmp_path / "store").glob("*.json"))
