@@ -346,7 +346,7 @@ def run_suite(
         profiles = _profile_models(plan, runs_dir, latency, bar, Path(data_cache_dir or default_cache_dir()))
         runs = plan_runs(todo, lambda name: frame_cost_ms(name, profiles[name]))
         if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
-            _prepare_data(todo, bar)
+            _prepare_data(todo, bar, deadline)
         bar.start_training(sum(run.cost_ms for run in runs))
         events = execute(runs, runs_dir, executor, bar, deadline=deadline)
         bar.stage("report")
@@ -410,14 +410,17 @@ def _profile_models(
     return profiles
 
 
-def _prepare_data(configs: list[Any], bar: SuiteProgress) -> None:
+def _prepare_data(configs: list[Any], bar: SuiteProgress, deadline: float | None = None) -> None:
     """Generate (or read from the cache) every split the runs train and evaluate on, once per data set, before the
-    training clock starts (so that the ETA measures training only, and parallel workers read the cache)."""
+    training clock starts (so that the ETA measures training only, and parallel workers read the cache); none past
+    the ``deadline``, when no run will start."""
     from effbench.data import load_split
 
     data_sets = {(c.data_seed, json.dumps(c.data_config, sort_keys=True), c.train_size, c.val_size, c.test_size): c
                  for c in configs}
     for i, cfg in enumerate(data_sets.values(), start=1):
+        if deadline is not None and time.time() >= deadline:
+            return
         bar.stage(f"data set {i}/{len(data_sets)} ({cfg.train_size} training frames)")
         for split, size in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
             if size > 0:
