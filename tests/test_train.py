@@ -102,6 +102,21 @@ def test_run_paused_at_its_deadline_resumes_to_the_uninterrupted_result(cache, t
         (p["step"], p["val_epe_px"]) for p in straight["curve"]]
 
 
+def test_distillation_from_a_finished_run_of_the_same_folder(cache, tmp_path):
+    """A student names its teacher by config hash: the teacher's tested weights shape its heatmaps (so it ends
+    elsewhere than without a teacher), and a teacher that is not there fails the student's run, saying so."""
+    teacher = small(cache, aux=False, steps=10, checkpoint_every=0, seed=3)
+    student = small(cache, aux=False, steps=6, checkpoint_every=0, teacher=teacher.hash(), w_distill=5.0)
+    lonely = run(student, tmp_path / "empty", progress=False)
+    assert lonely["status"] == "failed" and f"teacher run {teacher.hash()} has no record" in lonely["error"]
+    assert run(teacher, tmp_path, progress=False)["status"] == "ok"
+    taught = run(student, tmp_path, progress=False)
+    plain = run(student.replace(teacher=""), tmp_path, progress=False)
+    assert taught["status"] == plain["status"] == "ok"
+    assert taught["metrics"]["final_train_loss"] != plain["metrics"]["final_train_loss"]
+    assert taught["metrics"]["epe_px"] != plain["metrics"]["epe_px"]
+
+
 def test_finished_run_is_skipped(cache, tmp_path):
     cfg = small(cache, aux=False, steps=4, checkpoint_every=0, val_size=0)
     first = run(cfg, tmp_path, progress=False)

@@ -12,7 +12,7 @@ from effbench.train import TrainConfig
 from effbench.train.balancing import FixedWeights, GradNorm, UncertaintyWeighting, last_shared_parameter
 from effbench.train.config import field_help
 from effbench.train.loop import lr_at
-from effbench.train.losses import heatmap_kl, keypoint_l1, seg_loss, task_losses
+from effbench.train.losses import heatmap_distill, heatmap_kl, keypoint_l1, seg_loss, task_losses
 
 K = len(KEYPOINT_SUBSET)
 
@@ -51,6 +51,26 @@ def test_task_losses_add_the_heatmap_term_to_the_keypoint_loss():
     assert kl > 0 and float(with_map.detach()) == pytest.approx(plain + 0.5 * kl)
     with_map.backward()
     assert out["heatmaps"].grad[0].abs().sum() > 0 and out["heatmaps"].grad[1].abs().sum() == 0  # no-hand frame
+
+
+def test_heatmap_distill_by_hand_and_in_the_keypoint_loss():
+    # A 1 x 2 map: teacher softmax (3/4, 1/4), student uniform (1/2, 1/2): KL = 3/4 ln(3/2) + 1/4 ln(1/2).
+    teacher = torch.log(torch.tensor([0.75, 0.25])).reshape(1, 1, 1, 2).expand(1, 2, 1, 2)
+    student = torch.zeros(1, 2, 1, 2)
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    valid_first = torch.tensor([[True, False]])
+    assert float(heatmap_distill(student, teacher, valid_first)) == pytest.approx(expected, abs=1e-6)
+    assert float(heatmap_distill(teacher + 3.0, teacher, valid_first)) == pytest.approx(0.0, abs=1e-6)  # shift-free
+    with pytest.raises(ValueError, match=r"teacher heatmaps \(1, 2, 1, 3\) differ"):
+        heatmap_distill(student, torch.zeros(1, 2, 1, 3), valid_first)
+
+    batch, out = _batch_and_output()
+    out["heatmaps"] = torch.zeros(2, K, 4, 5, requires_grad=True)
+    taught = torch.randn(2, K, 4, 5)
+    plain = float(task_losses(out, batch, aux=False)["keypoints"].detach())
+    kd = float(heatmap_distill(out["heatmaps"].detach(), taught, torch.tensor([[True] * K, [False] * K])))
+    with_kd = task_losses(out, batch, aux=False, teacher_heatmaps=taught, distill_weight=0.5)["keypoints"]
+    assert kd > 0 and float(with_kd.detach()) == pytest.approx(plain + 0.5 * kd)
 
 
 def test_seg_loss_resizes_the_mask_by_area():
@@ -168,6 +188,14 @@ def test_config_hash_and_validation():
     assert cfg.replace(checkpoint_every=7, data_cache_dir="/x").hash() == cfg.hash()
     assert cfg.replace(device="cuda").hash() != cfg.hash()
     assert cfg.replace(seed=1).hash() != cfg.hash()
+    # fields added after runs were recorded join the hash only when set: every earlier run keeps its name (these two
+    # hashes are those of effbench before the distillation fields)
+    assert cfg.hash() == "50bc313d7f27"
+    assert TrainConfig(model="mobilenet_v2_100", aux=False, seed=2, steps=100).hash() == "03643921a013"
+    assert cfg.replace(teacher="0123456789ab").hash() != cfg.hash()
+    assert cfg.replace(teacher="0123456789ab", w_distill=2.0).hash() != cfg.replace(teacher="0123456789ab").hash()
+    with pytest.raises(UsageError, match="teacher 'mobilenet' is not a run's config hash"):
+        TrainConfig(teacher="mobilenet").validate()
     assert cfg.replace(seed=None) == cfg  # None keeps the default (empty CLI flag)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(UsageError, match="unknown config field 'stepz'; closest: steps"):

@@ -3,7 +3,9 @@
 Each field's metadata holds its help text (the ``bench.py train`` flag's) and whether it is hashed. Every field
 that can change a run's numbers is part of the config hash that names the run's results file; a field whose
 metadata says ``hash=False`` (where the data cache lives, how often to checkpoint) cannot change them and is left
-out, so that changing it neither reruns finished work nor orphans a checkpoint.
+out, so that changing it neither reruns finished work nor orphans a checkpoint. A field added after runs were
+recorded is hashed only when set (``hash="if set"``: when it differs from its default), so that adding it keeps
+the name of every earlier run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +29,13 @@ SCHEDULES: tuple[str, ...] = ("cosine", "plateau")
 EVAL_SHARE = 0.05
 
 
-def _field(default: Any, help: str, *, hashed: bool = True) -> Any:
-    """A config field with its ``--help`` text; ``hashed=False`` leaves it out of the config hash."""
+#: A field's ``hashed`` setting for a field that joins the hash only when it differs from its default.
+IF_SET = "if set"
+
+
+def _field(default: Any, help: str, *, hashed: bool | str = True) -> Any:
+    """A config field with its ``--help`` text; ``hashed=False`` leaves it out of the config hash, ``hashed=IF_SET``
+    leaves it out while it holds its default."""
     metadata = {"help": help, "hash": hashed}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
@@ -66,6 +74,12 @@ class TrainConfig:
     eval_every: int = _field(0, "steps between validation points (0: auto, under 5% of the compute)")
     patience: int = _field(0, "validation points without improvement that make a plateau (0: none)")
     plateau_delta: float = _field(0.005, "relative drop of the best validation EPE that counts as an improvement")
+
+    # --- knowledge distillation (fields added after the first recorded runs: hashed only when set)
+    teacher: str = _field("", "distil from a finished run in the same results folder, named by its config hash: the "
+                              "keypoint heatmaps also learn the teacher's (empty: no teacher)", hashed=IF_SET)
+    w_distill: float = _field(1.0, "weight of the distillation term (KL from the teacher's heatmap softmax to the "
+                                   "student's) inside the keypoint loss", hashed=IF_SET)
 
     # --- loss balancing (see effbench.train.balancing)
     balancing: str = _field("fixed", '"fixed" | "uncertainty" (Kendall et al. 2018) | "gradnorm" (Chen et al. 2018)')
@@ -144,7 +158,10 @@ class TrainConfig:
                      "eval_every", "patience", "plateau_delta"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("w_keypoints", "w_heatmap", "w_seg", "w_vis", "w_keypose", "w_hand"):
+        if self.teacher and not re.fullmatch(r"[0-9a-f]{12}", self.teacher):
+            raise UsageError(f"teacher {self.teacher!r} is not a run's config hash (12 hex digits, the name of its "
+                             "record in the results folder)")
+        for name in ("w_keypoints", "w_heatmap", "w_seg", "w_vis", "w_keypose", "w_hand", "w_distill"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         return self
@@ -186,8 +203,13 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def hash(self) -> str:
-        """12 hex digits of SHA-256 over the stable JSON (sorted keys) of the fields that change results."""
-        hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("hash", True)}
+        """12 hex digits of SHA-256 over the stable JSON (sorted keys) of the fields that change results (those added
+        later only when set)."""
+        hashed = {}
+        for f in dataclasses.fields(self):
+            mode, value = f.metadata.get("hash", True), getattr(self, f.name)
+            if mode is True or (mode == IF_SET and value != f.default):
+                hashed[f.name] = value
         blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

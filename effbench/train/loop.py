@@ -126,6 +126,32 @@ def _set_rng_state(state: dict[str, Tensor], generators: dict[str, torch.Generat
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def load_teacher(out_dir: Path, key: str, device: torch.device) -> nn.Module:
+    """The teacher of a distillation run: finished run ``key`` of ``out_dir`` as deployed (its final checkpoint holds
+    the best-validation weights it was tested with), in eval mode and frozen.
+
+    Raises:
+        RuntimeError: When ``out_dir`` holds no successful record of ``key`` or not its final checkpoint (the student's
+            run then fails, saying so).
+    """
+    from effbench.registry import create_model
+
+    record = _read_record(results.record_path(out_dir, key))
+    if record is None or record.get("status") != "ok":
+        why = "has no record" if record is None else f"failed ({record.get('error')})"
+        raise RuntimeError(f"teacher run {key} {why} in {out_dir}: train the teacher first, into the same folder")
+    ckpt_path = results.checkpoint_path(out_dir, key)
+    ckpt = results.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ckpt is None or "optimizer" in ckpt:  # a mid-run checkpoint holds the last weights, not the tested ones
+        raise RuntimeError(f"teacher run {key} has no final checkpoint ({ckpt_path}): its weights are needed")
+    model = create_model(record["config"]["model"])
+    model.load_state_dict(ckpt["model"])
+    teacher = model.deployable().to(device, memory_format=torch.channels_last).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
 class _Run:
     """One run between its config and its metrics: the model and optimiser, the RNGs, the curve and the clocks.
 
@@ -150,6 +176,7 @@ class _Run:
         weights = {"keypoints": config.w_keypoints, "seg": config.w_seg, "vis": config.w_vis,
                    "keypose": config.w_keypose, "hand": config.w_hand}
         self.balancer = make_balancer(config.balancing, tasks, weights, config.gradnorm_alpha).to(device)
+        self.teacher = load_teacher(out_dir, config.teacher, device) if config.teacher else None
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.net, self.balancer, config.weight_decay), lr=config.lr, fused=device.type == "cuda"
         )
@@ -288,8 +315,13 @@ class _Run:
         """One optimiser step; returns the detached loss (not synchronised)."""
         config = self.config
         out = self.net(batch["depth"])
+        teacher = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(batch["depth"])["heatmaps"]
         losses = task_losses(out, batch, aux=config.aux, seg_dice=config.seg_dice, heatmap_weight=config.w_heatmap,
-                             heatmap_sigma_px=config.heatmap_sigma_px)
+                             heatmap_sigma_px=config.heatmap_sigma_px, teacher_heatmaps=teacher,
+                             distill_weight=config.w_distill)
         losses = {t: losses[t] for t in self.balancer.tasks}  # an ablation trains some auxiliary tasks only
         if isinstance(self.balancer, GradNorm) and self.balancer.shared is None:
             self.balancer.set_shared(last_shared_parameter(self.net, losses))

@@ -91,6 +91,30 @@ def heatmap_kl(logits: Tensor, target: Tensor, valid: Tensor, stride: int, sigma
     return _masked_mean(kl, valid)
 
 
+def heatmap_distill(logits: Tensor, teacher: Tensor, valid: Tensor) -> Tensor:
+    """KL divergence from the teacher's heatmap softmax to the student's, mean over the valid keypoints.
+
+    Why (knowledge distillation, Hinton et al. 2015, arXiv 1503.02531; for heatmaps, Zhang et al. 2019, "Fast Human
+    Pose Estimation", arXiv 1811.05419): a larger net's heatmap says more than the label's Gaussian, namely where
+    else a keypoint could be and how sure it is, which a tiny net learns from more easily. Measured on tiny_hand
+    (4,000 steps, seed 0, teacher tiny_hand_wide after 4,750 steps): test EPE 8.96 against 9.34 px without.
+
+    Args:
+        logits: (B, K, h, w) the student's heatmap logits.
+        teacher: (B, K, h, w) the teacher's, on the same frames.
+        valid: (B, K) which keypoints count (inside the frame, frame has a hand).
+
+    Raises:
+        ValueError: When the two heatmaps differ in shape (a teacher at another input size).
+    """
+    if teacher.shape != logits.shape:
+        raise ValueError(f"teacher heatmaps {tuple(teacher.shape)} differ from the student's {tuple(logits.shape)}")
+    log_t = teacher.flatten(2).log_softmax(-1)
+    log_p = logits.flatten(2).log_softmax(-1)
+    kl = (log_t.exp() * (log_t - log_p)).sum(-1)
+    return _masked_mean(kl, valid)
+
+
 def seg_loss(logits: Tensor, mask: Tensor, dice: bool = True) -> Tensor:
     """BCE with logits (+ soft Dice, per frame, smoothed by 1) against ``mask`` area-resized to the logits' size.
 
@@ -123,6 +147,8 @@ def task_losses(
     seg_dice: bool = True,
     heatmap_weight: float = 0.0,
     heatmap_sigma_px: float = 4.0,
+    teacher_heatmaps: Tensor | None = None,
+    distill_weight: float = 1.0,
 ) -> dict[str, Tensor]:
     """The losses of one batch, keypoints first, then (when ``aux``) seg, vis, keypose, hand.
 
@@ -138,6 +164,9 @@ def task_losses(
 
         heatmap_weight: Weight of the heatmap term inside the keypoint loss (0: L1 only).
         heatmap_sigma_px: Width of its target Gaussian, input pixels.
+        teacher_heatmaps: A teacher's heatmap logits on the same frames: adds ``distill_weight`` times
+            :func:`heatmap_distill` to the keypoint loss.
+        distill_weight: Weight of that term.
 
     Returns:
         Task name -> scalar loss, in the order of ``("keypoints",) + AUX_TASKS``.
@@ -152,6 +181,9 @@ def task_losses(
         stride = height // out["heatmaps"].shape[-2]
         kl = heatmap_kl(out["heatmaps"], target, valid, stride, heatmap_sigma_px)
         losses["keypoints"] = losses["keypoints"] + heatmap_weight * kl
+    if teacher_heatmaps is not None:
+        losses["keypoints"] = losses["keypoints"] + distill_weight * heatmap_distill(out["heatmaps"], teacher_heatmaps,
+                                                                                     valid)
     if not aux:
         return losses
     losses["seg"] = seg_loss(out["seg"], batch["mask"], dice=seg_dice)
