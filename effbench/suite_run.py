@@ -18,6 +18,10 @@ resources), then an executor (``local`` processes, or ``ray``) that hands each r
 ``ablations`` adds, for the first N seeds of a model, one run per auxiliary task trained alone (seg only,
 visibility only, keypose only, handedness only) beside the runs with none and all.
 
+``distill: {student: teacher}`` adds, for each seed of the student, its run with every auxiliary task again, now
+distilled from the teacher's run of the same seed (``TrainConfig.teacher``). These runs train after all others,
+once their teachers have finished.
+
 Everything lands in the results store (``<out>/runs/``): effbench.train's run records, one profile per model and
 a manifest of the planned runs (``runs/suite/``), so that ``bench.py report`` rebuilds the report from the store
 alone. A model that fails (raises, NaN) is recorded with its error and the suite goes on.
@@ -85,6 +89,7 @@ class SuitePlan:
             "runs": [
                 {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()}
                 | ({"aux_tasks": c.aux_tasks} if c.aux and c.tasks()[1:] != AUX_TASKS else {})
+                | ({"teacher": c.teacher} if c.teacher else {})
                 for c in self.configs
             ],
         }
@@ -179,7 +184,30 @@ def plan_suite(
             if data_cache_dir is not None:
                 cfg = cfg.replace(data_cache_dir=data_cache_dir)
             plan.configs.append(validated(cfg, check_device))
+    for student, teacher in spec.get("distill", {}).items():
+        plan.configs += _distilled(plan.configs, student, teacher, suite_name)
     return plan
+
+
+def _distilled(configs: list[Any], student: str, teacher: str, suite_name: str) -> list[Any]:
+    """A budget's ``distill: {student: teacher}``: for each seed of ``student``, its aux-on run (every auxiliary
+    task) again with the teacher's aux-on run of the same seed as its teacher.
+
+    Raises:
+        UsageError: When either model has no such runs in the plan.
+    """
+    def aux_on(model: str) -> dict[int, Any]:
+        return {c.seed: c for c in configs if c.model == model and c.aux and len(c.tasks()) == 1 + len(AUX_TASKS)}
+
+    students, teachers = aux_on(student), aux_on(teacher)
+    if not students or not teachers:
+        raise UsageError(f"suite {suite_name!r} distils {student!r} from {teacher!r}, but its plan trains "
+                         f"{student if not students else teacher!r} with no auxiliary tasks on")
+    missing = sorted(set(students) - set(teachers))
+    if missing:
+        raise UsageError(f"suite {suite_name!r}: the teacher {teacher!r} has no run for seed {missing[0]} of "
+                         f"{student!r}; give it as many seeds")
+    return [cfg.replace(teacher=teachers[seed].hash()) for seed, cfg in sorted(students.items())]
 
 
 def train_values(suite: Suite, budget: str | None, name: str, device: str = "cpu") -> dict[str, Any]:
@@ -348,7 +376,11 @@ def run_suite(
         if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
             _prepare_data(todo, bar, deadline)
         bar.start_training(sum(run.cost_ms for run in runs))
-        events = execute(runs, runs_dir, executor, bar, deadline=deadline)
+        # Students after teachers: a distilled run reads its teacher's finished weights.
+        events = execute([r for r in runs if not r.config.teacher], runs_dir, executor, bar, deadline=deadline)
+        later = execute([r for r in runs if r.config.teacher], runs_dir, executor, bar, deadline=deadline)
+        events.records.update(later.records)
+        events.paused.update(later.paused)
         bar.stage("report")
     finally:
         bar.close()

@@ -69,3 +69,33 @@ def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     # int8: 6.3 against 6.0 px is 5% worse, over the 2% tolerance.
     int8 = read_table(md, "### The deployed model in int8")
     assert [(r["model"], r["change"], r["loses > 2%"]) for r in int8] == [("tiny_hand", "+5.0%", "**yes**")]
+
+
+def test_distilled_runs_have_their_own_row_and_claim_line(tmp_path):
+    """A run with a teacher is its own setting: the ablation table lists it, the plain aux-on figures leave it out,
+    and the claim gives its ratio to the reference and its paired effect against aux on."""
+    root = make_store(tmp_path / "runs", seeds=2)
+    manifest = json.loads((root / "suite" / "manifest.json").read_text())
+    for seed, epe in ((0, 6.0), (1, 6.3)):  # aux on alone: 6.5 and 6.6 (make_store): -0.5 and -0.3
+        key = f"00d{seed}00000000"
+        (root / f"{key}.json").write_text(json.dumps({
+            "config": {"model": "tiny_hand", "aux": True, "seed": seed, "teacher": "000011000000", "device": "cpu"},
+            "config_hash": key, "status": "ok", "error": None, "metrics": {"epe_px": epe},
+            "wall_s": 1.0, "steps_per_s": 100.0,
+        }))
+        manifest["runs"].append({"model": "tiny_hand", "aux": True, "seed": seed, "config_hash": key,
+                                 "teacher": "000011000000"})
+    manifest["runs"].append({"model": "tiny_hand", "aux": True, "seed": 2, "config_hash": "00d200000000",
+                             "teacher": "000011000000"})  # planned, not trained yet
+    (root / "suite" / "manifest.json").write_text(json.dumps(manifest))
+
+    build_report(root, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    acc = {r["model"]: r for r in read_table(md, "## Accuracy without and with auxiliary tasks")}
+    assert acc["tiny_hand"]["EPE px on"] == "6.55 ± 0.07"
+    ablation = read_table(md, "### Which auxiliary task buys what (ablation)")
+    assert [(r["aux"], r["seeds"], r["EPE px"]) for r in ablation] == [
+        ("off", "2", "7.05 ± 0.07"), ("on", "2", "6.55 ± 0.07"), ("on + distilled", "2/3", "6.15 ± 0.21")]
+    # 6.15 against mobilenet_v2_100's 9.05 (make_store: 9 + 0.1 x seed with aux): 0.68x; pairs -0.5, -0.3.
+    assert ("`tiny_hand` with aux 6.15 px, **0.68x** `mobilenet_v2_100`'s error. Distillation effect (paired, "
+            "distilled - aux on): -0.40 px (-6.1%), 95% CI [-1.67, +0.87], 2 seed(s).") in md

@@ -216,3 +216,40 @@ def test_model_registered_at_another_input_size_trains_on_frames_of_that_size(tm
     finally:
         registry._models.pop("_test_hand_60x80", None)
         registry._suites.pop("_test_sizes", None)
+
+
+@pytest.mark.slow
+def test_distilled_runs_train_after_their_teachers(tmp_path, monkeypatch):
+    """A budget's ``distill: {student: teacher}`` adds the student's aux-on runs again with the teacher's aux-on run
+    of the same seed as teacher; they train in a second wave, once the teachers' weights are in the store (here in
+    a pool of two workers, which would otherwise start them together)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    budget = {"train": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "train_size": 8, "val_size": 0,
+                        "test_size": 4, "eval_batch_size": 4, "data_config": {"height": 48, "width": 64}},
+              "seeds": {"default": 1}, "distill": {"tiny_hand": "tiny_hand_slim"}}
+    registry.register_suite(registry.Suite("_test_distil", ("tiny_hand", "tiny_hand_slim"),
+                                           settings={"budgets": {"b": budget}}))
+    try:
+        result = run_suite("_test_distil", tmp_path, budget="b", latency=False, progress=False, log=lambda _: None)
+        assert result.exit_code == 0, result.failed
+        *plain, student = result.plan.configs
+        teacher = next(c for c in plain if c.model == "tiny_hand_slim" and c.aux)
+        assert (student.model, student.aux, student.teacher) == ("tiny_hand", True, teacher.hash())
+        record = json.loads((tmp_path / "runs" / f"{student.hash()}.json").read_text())
+        assert record["status"] == "ok", record["error"]
+        assert "on + distilled" in (tmp_path / "report.md").read_text()
+    finally:
+        registry._suites.pop("_test_distil", None)
+
+
+def test_a_distillation_needs_the_teachers_runs():
+    budget = {"train": {"steps": 4}, "seeds": {"default": 1, "tiny_hand": 2}, "distill": {"tiny_hand": "tiny_hand_slim"}}
+    registry.register_suite(registry.Suite("_test_distil_bad", ("tiny_hand", "tiny_hand_slim"),
+                                           settings={"budgets": {"b": budget}}))
+    try:
+        with pytest.raises(UsageError, match="the teacher 'tiny_hand_slim' has no run for seed 1 of 'tiny_hand'"):
+            plan_suite("_test_distil_bad", budget="b")
+    finally:
+        registry._suites.pop("_test_distil_bad", None)

@@ -283,7 +283,8 @@ def accuracy_lines(
     ablation = claims.ablation_table(frame)
     if not ablation.empty:
         lines += ["### Which auxiliary task buys what (ablation)", "",
-                  "Each auxiliary task trained alone beside none and all (test split; mean ± std over seeds).", "",
+                  "Each auxiliary task trained alone beside none and all, and all of them with a teacher where the "
+                  "budget distils one (test split; mean ± std over seeds).", "",
                   tables.to_markdown(ablation), ""]
     int8 = claims.int8_table(frame)
     if not int8.empty:

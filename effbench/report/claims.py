@@ -23,30 +23,39 @@ CLAIM = (
     "accuracy comparable to MobileNetV2's"
 )
 
+#: The aux setting of a run with every auxiliary task and a teacher (:func:`effbench.report.curves.aux_label`).
+DISTILLED = "on + distilled"
 #: The ablation's aux settings, in the order the table lists them.
-ABLATION_ORDER = ("off", "on: seg", "on: vis", "on: keypose", "on: hand", "on")
+ABLATION_ORDER = ("off", "on: seg", "on: vis", "on: keypose", "on: hand", "on", DISTILLED)
 
 
 def aux_settings(frame: pd.DataFrame) -> pd.Series:
-    """Each row's aux setting: ``off``, ``on`` (every auxiliary task) or ``on: <tasks>`` (an ablation)."""
-    tasks = frame["train_aux_tasks"] if "train_aux_tasks" in frame else pd.Series(None, index=frame.index)
+    """Each row's aux setting: ``off``, ``on`` (every auxiliary task) or ``on: <tasks>`` (an ablation), with
+    ``+ distilled`` after it for a run with a teacher."""
+    def column(name: str) -> list[Any]:
+        values = frame[name] if name in frame else [None] * len(frame)
+        return [None if tables.is_missing(v) else v for v in values]
+
     return pd.Series(
-        [aux_label({"aux": bool(a), "aux_tasks": None if tables.is_missing(t) else t})
-         for a, t in zip(frame["aux"], tasks)],
+        [aux_label({"aux": bool(a), "aux_tasks": t, "teacher": teacher})
+         for a, t, teacher in zip(frame["aux"], column("train_aux_tasks"), column("train_teacher"))],
         index=frame.index,
     )
 
 
-def paired_effect(frame: pd.DataFrame, model: str, key: str = "test_epe_px") -> dict[str, float] | None:
-    """Mean of ``key``(aux on) - ``key``(aux off) over the seeds with both runs ok, and its 95% t-interval.
+def paired_effect(
+    frame: pd.DataFrame, model: str, key: str = "test_epe_px", base: str = "off", treated: str = "on"
+) -> dict[str, float] | None:
+    """Mean of ``key``(``treated``) - ``key``(``base``) over the seeds with both runs ok, and its 95% t-interval;
+    the settings are :func:`aux_settings` labels (by default aux on against aux off).
 
-    Returns ``{"mean", "low", "high", "n", "rel"}`` (``rel``: the mean over the aux-off mean), or None without a
+    Returns ``{"mean", "low", "high", "n", "rel"}`` (``rel``: the mean over the base's mean), or None without a
     pair; with one pair the interval is unbounded (NaN).
     """
     setting = aux_settings(frame)
     ok = frame[(frame["model"] == model) & (frame["status"] == "ok")]
-    off = ok[setting[ok.index] == "off"].set_index("seed")[key]
-    on = ok[setting[ok.index] == "on"].set_index("seed")[key]
+    off = ok[setting[ok.index] == base].set_index("seed")[key]
+    on = ok[setting[ok.index] == treated].set_index("seed")[key]
     seeds = sorted(set(off.dropna().index) & set(on.dropna().index))
     if not seeds:
         return None
@@ -90,6 +99,12 @@ def claim_lines(frame: pd.DataFrame, tiny: str, reference: str) -> list[str]:
     ]
     for name in (tiny, reference):
         lines.append(f"- `{name}`: {fmt_effect(paired_effect(frame, name))}")
+    distilled = _mean_of(frame, tiny, DISTILLED, "test_epe_px")
+    if distilled is not None:
+        effect = fmt_effect(paired_effect(frame, tiny, base="on", treated=DISTILLED))
+        lines += ["", f"Distilled from a teacher (its heatmaps, besides the labels; see the ablation table): `{tiny}` "
+                      f"with aux {distilled:.2f} px, **{distilled / ref:.2f}x** `{reference}`'s error. Distillation "
+                      f"effect (paired, distilled - aux on): {effect}."]
     return lines + [""]
 
 

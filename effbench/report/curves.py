@@ -24,13 +24,15 @@ TRAIN_FLOPS_PER_FORWARD = 3.0
 
 
 def aux_label(config: dict[str, Any]) -> str:
-    """``off``, ``on`` (every auxiliary task) or the trained tasks of an ablation (``on: seg``)."""
+    """``off``, ``on`` (every auxiliary task) or the trained tasks of an ablation (``on: seg``); ``+ distilled``
+    after it for a run with a teacher."""
+    distilled = " + distilled" if config.get("teacher") else ""
     if not config.get("aux"):
-        return "off"
+        return "off" + distilled
     tasks = config.get("aux_tasks")
     if tasks is None or {t.strip() for t in tasks.split(",")} == set(AUX_TASKS):
-        return "on"
-    return "on: " + tasks
+        return "on" + distilled
+    return "on: " + tasks + distilled
 
 
 def convergence_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

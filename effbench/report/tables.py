@@ -171,8 +171,11 @@ def ratio_table(
 
 
 def _runs(frame: pd.DataFrame, model: str, aux: bool) -> pd.DataFrame:
-    """The runs of ``model`` without (``aux`` False) or with every auxiliary task; ablations are left out."""
+    """The runs of ``model`` without (``aux`` False) or with every auxiliary task; ablations and distilled runs are
+    left out."""
     sel = (frame["model"] == model) & (frame["aux"] == aux)
+    if "train_teacher" in frame:
+        sel &= frame["train_teacher"].map(lambda t: is_missing(t) or not t)
     if aux and "train_aux_tasks" in frame:
         full = frame["train_aux_tasks"].map(lambda t: is_missing(t) or set(t.split(",")) == set(AUX_TASKS))
         sel &= full

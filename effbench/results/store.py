@@ -179,7 +179,7 @@ def _missing_run(plan: dict[str, Any], error: str | None = None) -> dict[str, An
     """What stands for a planned run without a readable record, so a report shows the gap: ``pending`` when it has
     none yet, ``missing`` with ``error`` (naming the file) when its record could not be read."""
     return {
-        "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks") if k in plan},
+        "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks", "teacher") if k in plan},
         "config_hash": plan["config_hash"],
         "status": "missing" if error else PENDING,
         "error": error or NO_RECORD,
