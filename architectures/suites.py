@@ -53,9 +53,11 @@ register_suite(
                 # alone (4 ablation runs) and distilled from mobilenet_v2_100 (3 runs). 37 runs in all.
                 # Cost (one idle thread, batch 32, channels-last, 2026-12-01): the tiny nets train ~16 steps/s, so a
                 # 20k-step run takes ~20 min (tiny_hand_wide and _240x320 ~4x that); mobilenet_v2_100 ~1.1 steps/s,
-                # so its 12k-step cap is ~3 h a run, and the MobileNetV2 family is three quarters of the ~40 core-hours
-                # in all: ~20 h on the 2-core CPU with --jobs 2, so it lands over several sessions (finished runs are
-                # reused, interrupted ones resume); on one GPU (`--device cuda --jobs 8`) it is well under an hour.
+                # so its 12k-step cap is ~3 h a run; a distilled tiny_hand step also runs mobilenet_v2_100 forward
+                # (~9x a plain step), so each distilled run takes ~2.5 h. The MobileNetV2 family and the distilled runs
+                # are most of the ~48 core-hours in all: ~24 h on the 2-core CPU with --jobs 2, so it lands over
+                # several sessions (bench.py run --hours; finished runs are reused, interrupted ones resume); on one
+                # GPU (`--device cuda --jobs 8`) it is well under an hour.
                 "full": {
                     "train": {"steps": 40000, "batch_size": 32, "warmup_steps": 200, "schedule": "plateau",
                               "patience": 6, "eval_every": 250, "train_size": 8192, "val_size": 512,
