@@ -46,7 +46,7 @@ def test_task_losses_add_the_heatmap_term_to_the_keypoint_loss():
     out["heatmaps"] = torch.zeros(2, K, 4, 5, requires_grad=True)  # 16 x 20 frame at stride 4
     plain = float(task_losses(out, batch, aux=False)["keypoints"].detach())
     target = batch["keypoints_2d"][:, list(KEYPOINT_SUBSET)]
-    kl = float(heatmap_kl(out["heatmaps"], target, torch.tensor([[True] * K, [False] * K]), 4, 3.0))
+    kl = float(heatmap_kl(out["heatmaps"].detach(), target, torch.tensor([[True] * K, [False] * K]), 4, 3.0))
     with_map = task_losses(out, batch, aux=False, heatmap_weight=0.5, heatmap_sigma_px=3.0)["keypoints"]
     assert kl > 0 and float(with_map.detach()) == pytest.approx(plain + 0.5 * kl)
     with_map.backward()
