@@ -202,7 +202,7 @@ def _distilled(configs: list[Any], student: str, teacher: str, suite_name: str) 
     students, teachers = aux_on(student), aux_on(teacher)
     if not students or not teachers:
         raise UsageError(f"suite {suite_name!r} distils {student!r} from {teacher!r}, but its plan trains "
-                         f"{student if not students else teacher!r} with no auxiliary tasks on")
+                         f"{(student if not students else teacher)!r} with no auxiliary tasks on")
     missing = sorted(set(students) - set(teachers))
     if missing:
         raise UsageError(f"suite {suite_name!r}: the teacher {teacher!r} has no run for seed {missing[0]} of "
