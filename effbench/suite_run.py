@@ -387,7 +387,7 @@ def run_suite(
     built = build_report(runs_dir, out)
     wall = time.perf_counter() - t0
     log(f"suite {suite_name} ({budget}): {len(plan.configs)} runs of {len(plan.models)} models in {wall:.0f} s "
-        f"({len(todo)} trained, {executor.describe(len(todo))}); report: {out / 'report.md'}")
+        f"({len(events.records)} trained, {executor.describe(len(todo))}); report: {out / 'report.md'}")
     for line in bar.failed:
         log(f"failed: {line}")
     if events.paused:
