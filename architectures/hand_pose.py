@@ -3,17 +3,18 @@
 A model is two modules that share their weights:
 
 * :class:`KeypointNet`, the *deployable* form: depth normalisation, encoder, decoder, a 1x1 heatmap conv and a
-  soft-argmax. ``forward(depth) -> {"keypoints": (B, K, 2) px, "heatmaps": (B, K, H/4, W/4) logits}``. This is what
+  soft-argmax. ``forward(depth) -> {"keypoints": (B, K, 2) px, "heatmaps": (B, K, H/s, W/s) logits}`` (``s`` the heatmap
+  stride, 4 unless the architecture says otherwise). This is what
   the profiler counts and the gate checks.
 * :class:`HandPoseNet`, the *training* form: the same :class:`KeypointNet` plus :class:`AuxHeads` (hand mask,
   per-keypoint visibility, keypose, handedness). ``deployable()`` returns its ``net`` attribute, the very same
   object, so the deployable form shares every weight and holds no auxiliary parameter.
 
 An architecture supplies an encoder (``x -> list of feature maps``, shallow to deep; the last one feeds the
-auxiliary classifiers) and a decoder (``list of feature maps -> one map at 1/4 of the input``).
+auxiliary classifiers) and a decoder (``list of feature maps -> one map at 1/stride of the input``).
 
 Why integral regression (soft-argmax) for every model: keypoints come out with sub-pixel precision from a 1/4
-resolution map (an argmax would quantise them to 4 px), training needs one L1 loss, and the decode is part of
+or 1/8 resolution map (an argmax would quantise them to 4 px), training needs one L1 loss, and the decode is part of
 the counted, deployed graph.
 """
 
@@ -25,12 +26,12 @@ from torch import Tensor, nn
 
 from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
 
-#: The heatmaps are at 1/4 of the input resolution for every model.
+#: The heatmaps' default stride: 1/4 of the input resolution.
 HEATMAP_STRIDE = 4
 
 
 class DepthNorm(nn.Module):
-    """Fixed affine normalisation of a depth frame in millimetres: ``(depth - center) / scale``.
+    """Fixed affine normalisation of a depth frame in millimetres: ``(min(depth, max_mm) - center) / scale``.
 
     A fixed affine (two elementwise ops, counted) rather than a per-frame statistic: a robust per-frame statistic
     (a median over valid pixels) costs a sort, and the first convolution's BatchNorm adapts to whatever range the
@@ -40,18 +41,24 @@ class DepthNorm(nn.Module):
     Args:
         center_mm: Depth mapped to 0 (about where an egocentric camera sees a hand).
         scale_mm: Depth range mapped to 1.
+        max_mm: Depth beyond this reads as this (one more elementwise op); None: no clamp. Hands are within arm's
+            reach, so a clamp makes the background beyond it one plane instead of a range four times the hand's.
     """
 
-    def __init__(self, center_mm: float = 500.0, scale_mm: float = 250.0):
+    def __init__(self, center_mm: float = 500.0, scale_mm: float = 250.0, max_mm: float | None = None):
         super().__init__()
         self.center_mm = float(center_mm)
         self.scale_mm = float(scale_mm)
+        self.max_mm = None if max_mm is None else float(max_mm)
 
     def forward(self, depth: Tensor) -> Tensor:
+        if self.max_mm is not None:
+            depth = depth.clamp(max=self.max_mm)
         return (depth - self.center_mm) * (1.0 / self.scale_mm)
 
     def extra_repr(self) -> str:
-        return f"center_mm={self.center_mm}, scale_mm={self.scale_mm}"
+        clamp = "" if self.max_mm is None else f", max_mm={self.max_mm}"
+        return f"center_mm={self.center_mm}, scale_mm={self.scale_mm}{clamp}"
 
 
 class SoftArgmax2d(nn.Module):
@@ -93,10 +100,11 @@ class KeypointNet(nn.Module):
 
     Args:
         encoder: ``x (B, 1, H, W) -> list of feature maps``, shallow to deep.
-        decoder: ``list of feature maps -> (B, decoder_channels, H/4, W/4)``.
+        decoder: ``list of feature maps -> (B, decoder_channels, H/stride, W/stride)``.
         decoder_channels: Channels of the decoder's output.
         num_keypoints: K.
         norm: Depth normalisation; :class:`DepthNorm` with its defaults if None.
+        stride: Input pixels per cell of the decoder's output (and so of the heatmaps).
     """
 
     def __init__(
@@ -106,13 +114,14 @@ class KeypointNet(nn.Module):
         decoder_channels: int,
         num_keypoints: int = NUM_KEYPOINTS,
         norm: nn.Module | None = None,
+        stride: int = HEATMAP_STRIDE,
     ):
         super().__init__()
         self.norm = norm if norm is not None else DepthNorm()
         self.encoder = encoder
         self.decoder = decoder
         self.heatmap = nn.Conv2d(decoder_channels, num_keypoints, 1)
-        self.softargmax = SoftArgmax2d(HEATMAP_STRIDE)
+        self.softargmax = SoftArgmax2d(stride)
         # Small logits at start: near-uniform softmax, keypoints start at the image centre and every cell gets
         # gradient (a sharp random map would starve all but a few cells).
         nn.init.normal_(self.heatmap.weight, 0.0, 0.01)
@@ -135,7 +144,7 @@ class KeypointNet(nn.Module):
 class AuxHeads(nn.Module):
     """Light auxiliary heads, used in training only.
 
-    ``seg`` is a 1x1 conv on the decoder's output (mask logits at the decoder's 1/4 resolution, so the mask
+    ``seg`` is a 1x1 conv on the decoder's output (mask logits at the decoder's resolution, so the mask
     shapes the same features the heatmaps are read from). ``visibility`` (the patent's visibility decoder,
     trained with BCE), ``keypose`` and ``handedness`` are linear layers on pooled deepest encoder features: light,
     so the auxiliary tasks must be solved by the shared encoder rather than by their heads.
@@ -182,7 +191,7 @@ class AuxHeads(nn.Module):
 class HandPoseNet(nn.Module):
     """The training form: a :class:`KeypointNet` plus :class:`AuxHeads`.
 
-    ``forward(depth)`` returns ``keypoints`` (B, K, 2) px, ``heatmaps`` (B, K, H/4, W/4), ``seg`` (B, 1, H/4, W/4),
+    ``forward(depth)`` returns ``keypoints`` (B, K, 2) px, ``heatmaps`` (B, K, H/s, W/s), ``seg`` (B, 1, H/s, W/s),
     ``visibility`` (B, K), ``keypose`` (B, 9) and ``handedness`` (B, 1), all logits but the keypoints.
 
     Args:

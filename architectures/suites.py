@@ -50,7 +50,7 @@ register_suite(
                 # better validation EPE, stops at the third such plateau, and is tested with its best-validation
                 # weights; a step cap per model family bounds it. Seeds: 3 for tiny_hand and the reference (the aux
                 # effect is a paired difference over them), 1 elsewhere; tiny_hand also trains each auxiliary task
-                # alone (4 ablation runs). 34 runs in all.
+                # alone (4 ablation runs). 36 runs in all.
                 # Cost (one idle thread, batch 32, channels-last, 2026-12-01): the tiny nets train ~16 steps/s, so a
                 # 20k-step run takes ~20 min (tiny_hand_wide and _240x320 ~4x that); mobilenet_v2_100 ~1.1 steps/s,
                 # so its 12k-step cap is ~3 h a run, and the MobileNetV2 family is three quarters of the ~40 core-hours

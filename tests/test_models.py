@@ -61,7 +61,8 @@ def test_both_forms_shapes_and_finite(name: str):
     out = model(depth)
     assert set(out) == {"keypoints", "heatmaps"} | AUX_KEYS
     assert out["keypoints"].shape == (2, NUM_KEYPOINTS, 2)
-    assert out["heatmaps"].shape == (2, NUM_KEYPOINTS, h // 4, w // 4)
+    stride = model.deployable().softargmax.stride  # 4, or 8 for the tiny nets
+    assert out["heatmaps"].shape == (2, NUM_KEYPOINTS, h // stride, w // stride)
     assert out["seg"].shape[:2] == (2, 1) and out["seg"].ndim == 4
     assert out["visibility"].shape == (2, NUM_KEYPOINTS)
     assert out["keypose"].shape == (2, NUM_KEYPOSES)
@@ -135,6 +136,32 @@ def test_soft_argmax_decodes_a_peak_to_its_pixel():
     torch.testing.assert_close(kp, torch.tensor([[[21.5, 13.5], [1.5, 117.5]]]))
     # Uniform logits: the image centre ((160 - 1) / 2, (120 - 1) / 2).
     torch.testing.assert_close(SoftArgmax2d(4)(torch.zeros(1, 1, 30, 40)), torch.tensor([[[79.5, 59.5]]]))
+
+
+def test_soft_argmax_at_stride_8_decodes_a_peak_to_its_block_centre():
+    # tiny_hand's heatmaps are at 1/8: cell (i, j) stands for the centre of its 8x8 block, 8j + 3.5, 8i + 3.5.
+    from architectures.hand_pose import SoftArgmax2d
+
+    logits = torch.full((1, 1, 15, 20), -1e4)
+    logits[0, 0, 14, 2] = 0.0
+    torch.testing.assert_close(SoftArgmax2d(8)(logits), torch.tensor([[[19.5, 115.5]]]))
+    torch.testing.assert_close(SoftArgmax2d(8)(torch.zeros(1, 1, 15, 20)), torch.tensor([[[79.5, 59.5]]]))
+
+
+def test_depth_clamp_makes_everything_beyond_it_one_value():
+    from architectures.hand_pose import DepthNorm
+
+    depth = torch.tensor([0.0, 500.0, 999.0, 1000.0, 1800.0, 4000.0])
+    torch.testing.assert_close(DepthNorm(max_mm=1000)(depth), torch.tensor([-2.0, 0.0, 1.996, 2.0, 2.0, 2.0]))
+    torch.testing.assert_close(DepthNorm()(depth)[-1], torch.tensor(14.0))  # no clamp by default (MobileNetV2)
+    assert "max_mm=1000.0" in repr(create_model("tiny_hand").net.norm)  # so a run's model fingerprint sees it
+
+
+def test_tiny_hand_decoder_rejects_an_unknown_heatmap_stride():
+    from architectures.tiny_hand import TinyHandConfig, TinyHandDecoder
+
+    with pytest.raises(ValueError, match="heatmap_stride must be 4 or 8, got 2"):
+        TinyHandDecoder(TinyHandConfig(heatmap_stride=2))
 
 
 def test_aux_pooling_reads_the_hand_region():

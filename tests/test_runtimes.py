@@ -134,16 +134,19 @@ def _op_types(path) -> list[str]:
     return [n.op_type for n in onnx.load(str(path)).graph.node]
 
 
-def test_depth_norm_folds_into_tiny_hands_patch_stem(tmp_path):
-    """tiny_hand's stem pads nothing: the folded graph starts at the convolution and gives the same outputs as the
-    exported one, holes (0 mm) included."""
+@pytest.mark.parametrize("name, head", [("tiny_hand", ["Clip"]), ("tiny_hand_hm4", [])])
+def test_depth_norm_folds_into_tiny_hands_patch_stem(tmp_path, name, head):
+    """tiny_hand's stem pads nothing: the folded graph starts at the convolution (after the input clamp, which
+    stays) and gives the same outputs as the exported one, holes (0 mm) and depths beyond the clamp included."""
     torch.manual_seed(0)
-    net, folded = deployed_copy(_trained_like(create_model("tiny_hand").deployable()))
-    ws = rt.Workspace(net, _frames(1)[0], tmp_path, folded)
+    net, folded = deployed_copy(_trained_like(create_model(name).deployable()))
+    frames = [1.8 * x for x in _frames()]  # 540-1800 mm: some beyond tiny_hand's 1000 mm clamp
+    ws = rt.Workspace(net, frames[0], tmp_path, folded)
     plain = OrtModel(onnx_export.exported(ws), folded)
     fused = OrtModel(onnx_passes.deployed(ws, (onnx_passes.fold_input_affine,)), folded)
-    assert _op_types(plain.path)[:3] == ["Sub", "Mul", "Conv"] and _op_types(fused.path)[0] == "Conv"
-    for x in _frames():
+    assert _op_types(plain.path)[:len(head) + 3] == [*head, "Sub", "Mul", "Conv"]
+    assert _op_types(fused.path)[:len(head) + 1] == [*head, "Conv"]
+    for x in frames:
         out, ref = fused.run(x), plain.run(x)
         for k in ref:
             torch.testing.assert_close(out[k], ref[k], atol=1e-4, rtol=0, msg=f"output {k}")

@@ -91,7 +91,8 @@ def fold_input_affine(model: Any) -> bool:
 
     ``conv(W, a * x + b) + B = conv(a * W, x) + (B + b * sum(W))`` holds only if every output of the convolution
     reads input pixels and no padding, so the fold is made only for a convolution that pads nothing and the chain's
-    only consumer; the arithmetic is in float64.
+    only consumer; the arithmetic is in float64. A ``Clip`` that reads the graph's input first (an input clamp)
+    stays, and the chain after it is folded.
 
     Returns:
         Whether it folded (False: no such chain, or the convolution pads, and the graph is unchanged).
@@ -100,6 +101,10 @@ def fold_input_affine(model: Any) -> bool:
     if len(graph.input) != 1:
         return False
     tensor, a, b, chain = graph.input[0].name, 1.0, 0.0, []
+    users = _consumers(model, tensor)
+    if len(users) == 1 and users[0].op_type == "Clip":
+        tensor = users[0].output[0]
+    source = tensor
     while True:
         users = _consumers(model, tensor)
         if len(users) != 1 or tensor in {o.name for o in graph.output}:
@@ -127,7 +132,7 @@ def fold_input_affine(model: Any) -> bool:
     _set_initializer(model, w_name, (a * w64).astype(weight.dtype))
     _set_initializer(model, b_name, b64.astype(weight.dtype))
     del conv.input[:]
-    conv.input.extend([graph.input[0].name, w_name, b_name])
+    conv.input.extend([source, w_name, b_name])
     for node in chain:
         graph.node.remove(node)
     _drop_unused_initializers(model)
