@@ -52,6 +52,7 @@ from effbench.progress import SuiteProgress
 from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
 from effbench.results import SCHEMA, ProfileRecord
 from effbench.train.config import AUX_TASKS
+from effbench.train.loop import fingerprint_of
 
 DEFAULT_BUDGET = "quick"
 
@@ -86,6 +87,8 @@ class SuitePlan:
             "device": self.device,
             "runtimes": self.runtimes,
             "deployment_runtime": self.deployment_runtime,
+            # What each model is now: a stored run of an earlier form of it stands as pending in the report.
+            "fingerprints": {name: fingerprint_of(name) for name in sorted({c.model for c in self.configs})},
             "runs": [
                 {"model": c.model, "aux": c.aux, "seed": c.seed, "config_hash": c.hash()}
                 | ({"aux_tasks": c.aux_tasks} if c.aux and c.tasks()[1:] != AUX_TASKS else {})

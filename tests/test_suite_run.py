@@ -171,6 +171,34 @@ def test_time_limit_reports_what_finished_and_the_next_run_resumes(smoke, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_run_of_an_earlier_form_of_its_model_stands_as_pending(smoke, tmp_path):
+    """The manifest names what each model is now; a stored run of the model before a change to its layers is not
+    reported as the model's (it stands as pending, and its record stays until the run is trained again)."""
+    from effbench.report import build_report
+    from effbench.results import load_store
+    from effbench.results.store import SUPERSEDED
+
+    out, _, _ = smoke
+    shutil.copytree(out / "runs", tmp_path / "runs")
+    manifest = json.loads((tmp_path / "runs" / "suite" / "manifest.json").read_text())
+    assert set(manifest["fingerprints"]) == {"tiny_hand", "mobilenet_v2_035"}
+    stale = plan_suite("smoke").configs[0]
+    path = tmp_path / "runs" / f"{stale.hash()}.json"
+    record = json.loads(path.read_text())
+    assert record["model_fingerprint"] == manifest["fingerprints"][stale.model]
+    record["model_fingerprint"] = "0" * 12
+    path.write_text(json.dumps(record))
+    runs = {r["config_hash"]: r for r in load_store(tmp_path / "runs").runs}
+    assert runs[stale.hash()]["status"] == "pending" and runs[stale.hash()]["error"] == SUPERSEDED
+    assert [r["status"] for k, r in runs.items() if k != stale.hash()] == ["ok"] * (len(runs) - 1)
+    build_report(tmp_path / "runs", tmp_path)
+    total = len(runs)
+    assert f"**Interim report: {total - 1} of {total} planned runs trained, 1 pending.**" in (
+        tmp_path / "report.md").read_text()
+    assert path.exists()
+
+
+@pytest.mark.slow
 def test_parallel_jobs_train_the_same_runs(smoke, tmp_path, monkeypatch):
     """``--jobs 2`` trains every planned run in worker processes; each ends where the sequential run did, both on
     one thread per run (a suite trains on one thread, in this process or in each worker). On 1 and 2 threads a

@@ -173,18 +173,27 @@ class Store:
 PENDING = "pending"
 #: The error of a pending run.
 NO_RECORD = "not trained yet"
+#: The error of a pending run whose record is of an earlier form of its model.
+SUPERSEDED = "the model changed since its record was written; not trained again yet"
 
 
-def _missing_run(plan: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-    """What stands for a planned run without a readable record, so a report shows the gap: ``pending`` when it has
-    none yet, ``missing`` with ``error`` (naming the file) when its record could not be read."""
+def _missing_run(plan: dict[str, Any], error: str | None = None, pending: str = NO_RECORD) -> dict[str, Any]:
+    """What stands for a planned run without a readable record of its model as it is now, so a report shows the gap:
+    ``pending`` (why: ``pending``) when it has none yet, ``missing`` with ``error`` (naming the file) when its record
+    could not be read."""
     return {
         "config": {k: plan[k] for k in ("model", "aux", "seed", "aux_tasks", "teacher") if k in plan},
         "config_hash": plan["config_hash"],
         "status": "missing" if error else PENDING,
-        "error": error or NO_RECORD,
+        "error": error or pending,
         "metrics": {},
     }
+
+
+def _superseded(record: dict[str, Any], fingerprint: str | None) -> bool:
+    """Whether ``record`` is of an earlier form of its model than the manifest's (both fingerprints known)."""
+    kept = record.get("model_fingerprint")
+    return fingerprint is not None and kept is not None and kept != fingerprint
 
 
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
@@ -203,7 +212,8 @@ def load_store(root: str | os.PathLike) -> Store:
     """Read a results store folder (or its ``suite`` subfolder).
 
     A run record or profile that cannot be read is left out and listed in ``Store.bad_files``; a planned run whose
-    record was left out stands as ``missing``, its error naming the file, and one without a record as ``pending``.
+    record was left out stands as ``missing``, its error naming the file, and one without a record as ``pending``,
+    as does one whose record is of an earlier form of its model (the manifest's ``fingerprints``).
 
     Raises:
         UsageError: If the folder does not exist or holds nothing readable.
@@ -233,9 +243,13 @@ def load_store(root: str | os.PathLike) -> Store:
             records[record["config_hash"]] = record
     planned = store.manifest.get("runs")
     if planned is not None:
+        fingerprints = store.manifest.get("fingerprints", {})
         for plan in planned:
             key = plan["config_hash"]
-            store.runs.append(records.get(key) or _missing_run(plan, unreadable.get(key)))
+            record = records.get(key)
+            if record is not None and _superseded(record, fingerprints.get(plan["model"])):
+                record = _missing_run(plan, pending=SUPERSEDED)  # kept on disk until the run is trained again
+            store.runs.append(record or _missing_run(plan, unreadable.get(key)))
     else:
         store.runs = sorted(records.values(), key=run_order([]))
     if not store.runs and not store.profiles:
