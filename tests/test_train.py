@@ -101,6 +101,12 @@ def test_run_paused_at_its_deadline_resumes_to_the_uninterrupted_result(cache, t
     assert [(p["step"], p["val_epe_px"]) for p in resumed["curve"]] == [
         (p["step"], p["val_epe_px"]) for p in straight["curve"]]
 
+    # A finished run of an earlier form of the model, past the deadline: nothing is deleted (it trains again later).
+    stale = {**straight, "model_fingerprint": "0" * 12}
+    results.write_json(results.record_path(tmp_path / "a", cfg.hash()), stale)
+    assert run(cfg, tmp_path / "a", progress=False, deadline=2500.0)["status"] == results.PAUSED
+    assert results.checkpoint_path(tmp_path / "a", cfg.hash()).exists()
+
 
 def test_distillation_from_a_finished_run_of_the_same_folder(cache, tmp_path):
     """A student names its teacher by config hash: the teacher's tested weights shape its heatmaps (so it ends

@@ -471,17 +471,16 @@ def run(
     path = results.record_path(out, config_hash)
     fingerprint = fingerprint_of(config.model)
     record = _read_record(path)
-    if record is not None:
-        if results.reusable(record, fingerprint):
-            return record
-        if record.get("status") == "ok":  # the model's layers changed since: its weights cannot be resumed either
-            print(f"effbench: {config.model} changed since run {config_hash} was recorded; training it again",
-                  file=sys.stderr)
-            results.checkpoint_path(out, config_hash).unlink(missing_ok=True)
+    if record is not None and results.reusable(record, fingerprint):
+        return record
+    if deadline is not None and time.time() >= deadline:  # before anything is said or deleted
+        return results.paused_record(config.to_dict(), config.hash(), None)
+    if record is not None and record.get("status") == "ok":  # the model's layers changed: its weights cannot resume
+        print(f"effbench: {config.model} changed since run {config_hash} was recorded; training it again",
+              file=sys.stderr)
+        results.checkpoint_path(out, config_hash).unlink(missing_ok=True)
     if progress is None:
         progress = sys.stderr.isatty()
-    if deadline is not None and time.time() >= deadline:
-        return results.paused_record(config.to_dict(), config.hash(), None)
     t0 = time.perf_counter()
     try:
         result = _train(config, out, config_hash, fingerprint, progress, on_step, deadline)
