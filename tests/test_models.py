@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import effbench
+from effbench.crop import CROP_KEYS
 from effbench.data.skeleton import NUM_KEYPOINTS, NUM_KEYPOSES
 from effbench.registry import create_model, list_models, model_info
 from profile_helpers import deployed_profile
@@ -59,10 +60,14 @@ def test_both_forms_shapes_and_finite(name: str):
     model = create_model(name).train()
     depth = _depth(shape)
     out = model(depth)
-    assert set(out) == {"keypoints", "heatmaps"} | AUX_KEYS
+    # A two-stage model also says where it cropped, and its heatmaps are the crop's (effbench.crop).
+    two_stage = CROP_KEYS if "crop" in out else set()
+    assert set(out) == {"keypoints", "heatmaps"} | AUX_KEYS | two_stage
     assert out["keypoints"].shape == (2, NUM_KEYPOINTS, 2)
-    stride = model.deployable().softargmax.stride  # 4, or 8 for the tiny nets
-    assert out["heatmaps"].shape == (2, NUM_KEYPOINTS, h // stride, w // stride)
+    keypoint_net = model.deployable().net if two_stage else model.deployable()
+    stride = keypoint_net.softargmax.stride  # 4, or 8 for the tiny nets
+    hm_h, hm_w = (int(out["crop"][0, 3]),) * 2 if two_stage else (h, w)
+    assert out["heatmaps"].shape == (2, NUM_KEYPOINTS, hm_h // stride, hm_w // stride)
     assert out["seg"].shape[:2] == (2, 1) and out["seg"].ndim == 4
     assert out["visibility"].shape == (2, NUM_KEYPOINTS)
     assert out["keypose"].shape == (2, NUM_KEYPOSES)
@@ -71,12 +76,13 @@ def test_both_forms_shapes_and_finite(name: str):
     with torch.no_grad():
         dep = model.deployable()(depth)
         full = model(depth)
-    assert set(dep) == {"keypoints", "heatmaps"}
+    assert set(dep) == {"keypoints", "heatmaps"} | two_stage
     # The deployable form is the training form's backbone + keypoint head: same numbers, not a copy.
     torch.testing.assert_close(dep["keypoints"], full["keypoints"])
     for key, value in [*out.items(), *dep.items()]:
         assert torch.isfinite(value).all(), f"{key} has NaN/inf"
-    # Soft-argmax keypoints are a convex combination of cell centres, so they lie inside the frame.
+    # Soft-argmax keypoints are a convex combination of cell centres, so they lie inside the frame (a two-stage
+    # model's crop may reach past it, and it holds its keypoints inside).
     kp = dep["keypoints"]
     assert (kp[..., 0] >= 0).all() and (kp[..., 0] <= w - 1).all()
     assert (kp[..., 1] >= 0).all() and (kp[..., 1] <= h - 1).all()
@@ -109,8 +115,9 @@ def test_gradients_reach_every_parameter(name: str):
         assert p.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
 
 
-def test_tiny_hand_within_targets(profiles):
-    tiny, ref = profiles["tiny_hand"], profiles["mobilenet_v2_100"]
+@pytest.mark.parametrize("name", ["tiny_hand", "tiny_hand_crop"])
+def test_tiny_hand_within_targets(profiles, name: str):
+    tiny, ref = profiles[name], profiles["mobilenet_v2_100"]
     assert tiny.flops <= 35_000_000
     assert tiny.as_dict()["weight_bytes_fp32"] < 300_000
     assert tiny.flops <= 0.03 * ref.flops

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from effbench.crop import crop_mask, to_crop
 from effbench.data.skeleton import KEYPOINT_SUBSET
 
 _SUBSET_CACHE: dict[torch.device, Tensor] = {}
@@ -118,6 +119,26 @@ def heatmap_distill(logits: Tensor, teacher: Tensor, valid: Tensor) -> Tensor:
     return _masked_mean(kl, valid)
 
 
+def locator_loss(out: dict[str, Tensor], batch: dict[str, Tensor], centre_sigma_px: float = 8.0) -> Tensor:
+    """The first stage of a two-stage model (:mod:`architectures.hand_crop`), on frames with a hand: L1 of its hand
+    centre (px per coordinate) and distance (per 25 mm), and :func:`heatmap_kl` of its centre map.
+
+    The labels: the centre is the mean of the 21 keypoints, held inside the frame (a soft-argmax cannot leave it);
+    the distance is the mean depth of the 21 joints. 25 mm per unit: about the distance error that changes the
+    crop's side by as much as a one-pixel centre error moves it, at the data's median hand distance.
+    """
+    height, width = batch["depth"].shape[-2:]
+    has_hand = batch["has_hand"].bool()
+    centre = batch["keypoints_2d"].mean(1)
+    centre = torch.stack([centre[:, 0].clamp(0, width - 1), centre[:, 1].clamp(0, height - 1)], -1)
+    z = batch["joints_3d"][..., 2].mean(1)
+    centre_l1 = _masked_mean((out["hand_centre"] - centre).abs().mean(-1), has_hand)
+    z_l1 = _masked_mean((out["hand_z"] - z).abs() / 25.0, has_hand)
+    stride = height // out["centre_logits"].shape[-2]
+    kl = heatmap_kl(out["centre_logits"], centre[:, None], has_hand[:, None], stride, centre_sigma_px)
+    return centre_l1 + z_l1 + kl
+
+
 def seg_loss(logits: Tensor, mask: Tensor, dice: bool = True) -> Tensor:
     """BCE with logits (+ soft Dice, per frame, smoothed by 1) against ``mask`` area-resized to the logits' size.
 
@@ -180,16 +201,25 @@ def task_losses(
     target = batch["keypoints_2d"].index_select(1, idx)
     valid = has_hand[:, None] & inside_frame(target, height, width)
     losses = {"keypoints": keypoint_l1(out["keypoints"], target, valid)}
+    crop = out.get("crop")
     if heatmap_weight > 0:
-        stride = height // out["heatmaps"].shape[-2]
-        kl = heatmap_kl(out["heatmaps"], target, valid, stride, heatmap_sigma_px)
+        hm_target, hm_valid, hm_height = target, valid, height
+        if crop is not None:  # a two-stage model's heatmaps are in its crop (effbench.crop)
+            hm_height = int(crop[0, 3])
+            hm_target = to_crop(target, crop)
+            hm_valid = valid & inside_frame(hm_target, hm_height, hm_height)
+        stride = hm_height // out["heatmaps"].shape[-2]
+        kl = heatmap_kl(out["heatmaps"], hm_target, hm_valid, stride, heatmap_sigma_px)
         losses["keypoints"] = losses["keypoints"] + heatmap_weight * kl
+    if "hand_centre" in out:
+        losses["keypoints"] = losses["keypoints"] + locator_loss(out, batch)
     if teacher_heatmaps is not None:
         losses["keypoints"] = losses["keypoints"] + distill_weight * heatmap_distill(out["heatmaps"], teacher_heatmaps,
                                                                                      valid)
     if not aux:
         return losses
-    losses["seg"] = seg_loss(out["seg"], batch["mask"], dice=seg_dice)
+    mask = batch["mask"] if crop is None else crop_mask(batch["mask"], crop)
+    losses["seg"] = seg_loss(out["seg"], mask, dice=seg_dice)
     losses["vis"] = F.binary_cross_entropy_with_logits(out["visibility"], batch["visibility"].index_select(1, idx))
     keypose = batch["keypose"]
     ce = F.cross_entropy(out["keypose"], keypose.clamp_min(0), reduction="none")

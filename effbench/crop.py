@@ -1,0 +1,70 @@
+"""The crop contract of two-stage hand-pose models: where in the frame the second stage looked.
+
+A two-stage model first locates the hand in the whole frame, then runs its keypoint network on a square crop around
+it, resampled to ``size x size`` pixels. Its output then carries ``"crop"``, a ``(B, 4)`` tensor per frame:
+``(scale, offset_x, offset_y, size)``, such that a crop pixel ``(j, i)`` is the frame pixel
+``(j * scale + offset_x, i * scale + offset_y)`` (pixel centres at integers in both). Its ``"keypoints"`` are in frame
+pixels like every model's; its ``"heatmaps"`` and ``"seg"`` are in the crop's, and the losses and metrics map their
+labels into the crop with the functions here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: The keys a two-stage model's output adds: its crop and its first stage's hand centre logits (1/16 map), centre
+#: (B, 2) px and distance (B,) mm, which :func:`effbench.train.losses.locator_loss` trains.
+CROP_KEYS = frozenset({"crop", "centre_logits", "hand_centre", "hand_z"})
+
+
+def to_crop(points: Tensor, crop: Tensor) -> Tensor:
+    """(B, K, 2) frame px -> crop px of each frame's crop."""
+    return (points - crop[:, None, 1:3]) / crop[:, None, :1]
+
+
+def to_frame(points: Tensor, crop: Tensor) -> Tensor:
+    """(B, K, 2) crop px -> frame px."""
+    return points * crop[:, None, :1] + crop[:, None, 1:3]
+
+
+def crop_grid(crop: Tensor, size: int, height: int, width: int) -> Tensor:
+    """The ``(B, size, size, 2)`` sampling grid of ``F.grid_sample`` (``align_corners=False``) for each crop.
+
+    Built from two broadcast affines rather than ``F.affine_grid``: elementwise ops that every exporter and runtime
+    has. Frame pixel ``x`` is normalised coordinate ``(2 x + 1) / W - 1``.
+    """
+    j = torch.arange(size, dtype=crop.dtype, device=crop.device)
+    scale, ox, oy = crop[:, 0:1], crop[:, 1:2], crop[:, 2:3]
+    gx = (2 * (j * scale + ox) + 1) / width - 1  # (B, size)
+    gy = (2 * (j * scale + oy) + 1) / height - 1
+    return torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], -1)
+
+
+def crop_frames(frames: Tensor, crop: Tensor, size: int) -> Tensor:
+    """Resample ``(B, C, H, W)`` frames into their ``size x size`` crops, nearest pixel; outside the frame reads 0
+    (a hole).
+
+    Nearest, because interpolating across a depth edge would invent surfaces between the hand and the wall (flying
+    pixels). Two gathers (the crop's rows, then its columns) rather than ``grid_sample``: the same pixels, but
+    ONNX Runtime's GridSample took ~200 us per frame on a 2-core Xeon, longer than the whole one-stage network.
+    """
+    _, c, height, width = frames.shape
+    j = torch.arange(size, dtype=crop.dtype, device=crop.device)
+    # Frame pixel centres are at integers, so the nearest pixel of x is floor(x + 0.5).
+    cols = torch.floor(j * crop[:, 0:1] + crop[:, 1:2] + 0.5)  # (B, size)
+    rows = torch.floor(j * crop[:, 0:1] + crop[:, 2:3] + 0.5)
+    inside = ((rows >= 0) & (rows <= height - 1))[:, :, None] & ((cols >= 0) & (cols <= width - 1))[:, None, :]
+    rows = rows.clamp(0, height - 1).long()
+    cols = cols.clamp(0, width - 1).long()
+    picked = frames.gather(2, rows[:, None, :, None].expand(-1, c, -1, width))  # (B, C, size, W)
+    picked = picked.gather(3, cols[:, None, None, :].expand(-1, c, size, -1))  # (B, C, size, size)
+    return picked * inside[:, None].to(frames.dtype)
+
+
+def crop_mask(mask: Tensor, crop: Tensor) -> Tensor:
+    """A ``(B, 1, H, W)`` 0/1 frame mask in each frame's crop (bilinear: a soft border), at the crop's size."""
+    size = int(crop[0, 3])
+    grid = crop_grid(crop, size, *mask.shape[-2:])
+    return F.grid_sample(mask.to(crop.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
