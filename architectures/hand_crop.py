@@ -59,8 +59,7 @@ class Locator(nn.Module):
         p = logits.flatten(2).softmax(-1)  # (B, 1, h*w)
         centre = (p @ self.softargmax.grid(h, w, logits))[:, 0]
         # Holes (0 mm) and the far background read as the clamp; the nearest surface of each block at 1/16.
-        # (A scalar arithmetic, not torch.where with a full_like: the exporter would store a frame-sized constant.)
-        d = (depth + (depth <= 0).to(depth.dtype) * MAX_DEPTH_MM).clamp(max=MAX_DEPTH_MM)
+        d = torch.where(depth > 0, depth, MAX_DEPTH_MM).clamp(max=MAX_DEPTH_MM)
         nearest = -F.max_pool2d(-d, 16)[..., :h, :w]
         z = (p * (nearest + 100.0 * correction).flatten(2)).sum(-1)[:, 0]
         return {"centre_logits": logits, "hand_centre": centre, "hand_z": z}
@@ -123,8 +122,8 @@ class CropKeypointNet(nn.Module):
         Keypoints are held inside the frame: a crop may reach past its border, and a keypoint that counts is inside.
         """
         height, width = frame.shape[-2:]
-        kp = to_frame(out["keypoints"], crop)
-        out["keypoints"] = torch.stack([kp[..., 0].clamp(0, width - 1), kp[..., 1].clamp(0, height - 1)], -1)
+        last = torch.tensor([width - 1, height - 1], dtype=frame.dtype, device=frame.device)
+        out["keypoints"] = torch.minimum(to_frame(out["keypoints"], crop).clamp(min=0), last)
         out["crop"] = crop
         out.update(loc)
         return out

@@ -268,9 +268,11 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
       * Trained to convergence (the embedded full budget's recipe): 6.21 px against 7.41 (seed 0; -16%), PCK@5
         63.3% against 51.1%, keypose 66.1% against 50.7%, handedness 90.6% against 90.7%, 3D error 78 against
         101 mm; stopped on its third plateau at step 19,000.
-      * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, one process run on a busy 2-core Xeon)
-        0.42-0.46 ms against tiny_hand's 0.11-0.17 ms. The locator and the crop add ~40 small graph nodes, and
-        each costs a few microseconds whatever its size. int8 costs it 20% EPE (7.45 px), tiny_hand 0.4%.
+      * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, three process runs on a 2-core Xeon busy
+        with two trainings) 0.30-0.32 ms (3,100-3,300 Hz) against tiny_hand's 0.10-0.17 ms. Its graph has 132
+        nodes against 50: the locator's 8 convolutions and ~50 small ops for the crop and the two soft-argmaxes,
+        each a few microseconds whatever its size (a GridSample crop alone took ~200 us; two gathers from a padded
+        frame take the same pixels). int8 costs it 20% EPE (7.45 px), tiny_hand 0.4%.
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)

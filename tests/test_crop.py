@@ -45,6 +45,22 @@ def test_a_scale_two_crop_takes_every_other_pixel():
     torch.testing.assert_close(out, frame[..., 0:12:2, 0:12:2])
 
 
+def test_the_crop_takes_the_pixels_grid_sample_would():
+    # The reference: torch's grid_sample, nearest, zeros outside, over random crops reaching past every border.
+    import torch.nn.functional as F
+
+    from effbench.crop import crop_grid
+
+    g = torch.Generator().manual_seed(0)
+    frames = 1000 * torch.rand(3, 1, 24, 32, generator=g)
+    crop = torch.cat([0.3 + 1.5 * torch.rand(3, 1, generator=g), 60 * torch.rand(3, 2, generator=g) - 20,
+                      torch.full((3, 1), 20.0)], 1)
+    expected = F.grid_sample(frames, crop_grid(crop, 20, 24, 32), mode="nearest", padding_mode="zeros",
+                             align_corners=False)
+    assert (expected == 0).any() and (expected != 0).any()
+    torch.testing.assert_close(crop_frames(frames, crop, 20), expected)
+
+
 def test_a_mask_is_cropped_bilinearly_at_the_crops_size():
     mask = torch.zeros(1, 1, 12, 16)
     mask[..., :, 8:] = 1
