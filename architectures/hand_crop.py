@@ -6,7 +6,7 @@ side is a fixed 250 mm at the hand's distance shows every hand at the same size,
 long done (DeepPrior, V2V-PoseNet), with a learned locator instead of a hand-set depth threshold: objects in front
 of the hand would fool the threshold.
 
-The deployable form (:class:`CropKeypointNet`) is one graph: locator, crop (two gathers), keypoint
+The deployable form (:class:`CropKeypointNet`) is one graph: locator, crop (one gather), keypoint
 network, keypoints mapped back to frame pixels. Its output also carries what the losses need
 (:mod:`effbench.crop`): ``crop``, and the locator's ``centre_logits``, ``hand_centre`` (px) and ``hand_z`` (mm).
 """

@@ -265,14 +265,15 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         and 10%, 128 x 128) it reached 6.50 px: what a perfect locator would add. Trained on crops around the true
         hand (jittered) instead of its own locator's, 7.87 px: the second stage is better off learning its
         locator's errors.
-      * Trained to convergence (the embedded full budget's recipe): 6.21 px against 7.41 (seed 0; -16%), PCK@5
-        63.3% against 51.1%, keypose 66.1% against 50.7%, handedness 90.6% against 90.7%, 3D error 78 against
-        101 mm; stopped on its third plateau at step 19,000.
-      * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, three process runs on a 2-core Xeon busy
-        with two trainings) 0.30-0.32 ms (3,100-3,300 Hz) against tiny_hand's 0.10-0.17 ms. Its graph has 132
+      * Trained to convergence (the embedded full budget's recipe), aux on: 6.21 / 6.11 / 6.71 px over seeds 0-2
+        (6.34 +- 0.32) against tiny_hand's 7.41 / 7.67 / 7.61 (7.56 +- 0.13), -16%. Seed 0: PCK@5 63.3% against
+        51.1%, keypose 66.1% against 50.7%, handedness 90.6% against 90.7%, 3D error 78 against 101 mm.
+      * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, on a 2-core Xeon) 0.30-0.32 ms against
+        tiny_hand's 0.10-0.17 ms in three process runs while two trainings ran, 0.455 against 0.103 ms in the
+        committed report's profile with training stopped: 2,200-3,300 Hz, 3-4x tiny_hand's time. Its graph has 132
         nodes against 50: the locator's 8 convolutions and ~50 small ops for the crop and the two soft-argmaxes,
-        each a few microseconds whatever its size (a GridSample crop alone took ~200 us; two gathers from a padded
-        frame take the same pixels). int8 costs it 20% EPE (7.45 px), tiny_hand 0.4%.
+        each a few microseconds whatever its size (a GridSample crop alone took ~200 us; a gather from a padded
+        frame takes the same pixels). int8 costs it 18% EPE over the three seeds (tiny_hand 0.4%), not diagnosed.
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)
