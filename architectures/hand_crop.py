@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from architectures.hand_pose import DepthNorm, HandPoseNet, KeypointNet, SoftArgmax2d, conv_bn, init_weights
-from effbench.crop import crop_frames, to_frame
+from effbench.crop import clamp_to_frame, crop_frames, to_frame
 
 #: Hands are within arm's reach: the locator clamps depth here (as the keypoint networks do).
 MAX_DEPTH_MM = 1000.0
@@ -121,9 +121,7 @@ class CropKeypointNet(nn.Module):
 
         Keypoints are held inside the frame: a crop may reach past its border, and a keypoint that counts is inside.
         """
-        height, width = frame.shape[-2:]
-        last = torch.tensor([width - 1, height - 1], dtype=frame.dtype, device=frame.device)
-        out["keypoints"] = torch.minimum(to_frame(out["keypoints"], crop).clamp(min=0), last)
+        out["keypoints"] = clamp_to_frame(to_frame(out["keypoints"], crop), *frame.shape[-2:])
         out["crop"] = crop
         out.update(loc)
         return out

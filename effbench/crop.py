@@ -29,16 +29,27 @@ def to_frame(points: Tensor, crop: Tensor) -> Tensor:
     return points * crop[:, None, :1] + crop[:, None, 1:3]
 
 
+def clamp_to_frame(points: Tensor, height: int, width: int) -> Tensor:
+    """(..., 2) px held within the frame's pixel centres, ``[0, W-1] x [0, H-1]`` (one clip and one min)."""
+    last = torch.tensor([width - 1, height - 1], dtype=points.dtype, device=points.device)
+    return torch.minimum(points.clamp(min=0), last)
+
+
+def _positions(crop: Tensor, size: int) -> Tensor:
+    """(B, 2, size): the frame x of each crop column and the frame y of each crop row, px."""
+    j = torch.arange(size, dtype=crop.dtype, device=crop.device)
+    return j * crop[:, 0:1, None] + crop[:, 1:3, None]
+
+
 def crop_grid(crop: Tensor, size: int, height: int, width: int) -> Tensor:
     """The ``(B, size, size, 2)`` sampling grid of ``F.grid_sample`` (``align_corners=False``) for each crop.
 
-    Built from two broadcast affines rather than ``F.affine_grid``: elementwise ops that every exporter and runtime
-    has. Frame pixel ``x`` is normalised coordinate ``(2 x + 1) / W - 1``.
+    Built from broadcast affines rather than ``F.affine_grid``: elementwise ops that every exporter and runtime has.
+    Frame pixel ``x`` is normalised coordinate ``(2 x + 1) / W - 1``.
     """
-    j = torch.arange(size, dtype=crop.dtype, device=crop.device)
-    scale, ox, oy = crop[:, 0:1], crop[:, 1:2], crop[:, 2:3]
-    gx = (2 * (j * scale + ox) + 1) / width - 1  # (B, size)
-    gy = (2 * (j * scale + oy) + 1) / height - 1
+    pos = _positions(crop, size)
+    gx = (2 * pos[:, 0] + 1) / width - 1  # (B, size)
+    gy = (2 * pos[:, 1] + 1) / height - 1
     return torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], -1)
 
 
@@ -52,16 +63,20 @@ def crop_frames(frames: Tensor, crop: Tensor, size: int) -> Tensor:
     than the whole one-stage network, and every op here is a cheap elementwise one.
     """
     b, c, height, width = frames.shape
-    j = torch.arange(size, dtype=crop.dtype, device=crop.device)
     # (B, 2, size): the nearest frame column (x) and row (y) of each crop column and row; pixel centres are at
     # integers, so the nearest pixel of x is floor(x + 0.5). Anything outside lands on the zero padding.
-    pos = torch.floor(j * crop[:, 0:1, None] + crop[:, 1:3, None] + 0.5)
+    pos = torch.floor(_positions(crop, size) + 0.5)
     last = torch.tensor([[width], [height]], dtype=crop.dtype, device=crop.device)
     pos = (torch.minimum(pos.clamp(min=-1), last) + 1).long()
     index = pos[:, 1, :, None] * (width + 2) + pos[:, 0, None, :]  # (B, size, size) into the padded frame
     padded = F.pad(frames, (1, 1, 1, 1)).flatten(2)  # (B, C, (H + 2) (W + 2))
     picked = padded.gather(2, index.flatten(1)[:, None, :].expand(-1, c, -1))
     return picked.view(b, c, size, size)
+
+
+def mask_for(out: dict[str, Tensor], mask: Tensor) -> Tensor:
+    """A ``(B, 1, H, W)`` frame mask in the pixels of a model's ``seg`` output: the frame's, or its crop's."""
+    return mask if "crop" not in out else crop_mask(mask, out["crop"])
 
 
 def crop_mask(mask: Tensor, crop: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from effbench.crop import crop_mask
+from effbench.crop import mask_for
 
 #: The metric keys of a run record, in report order.
 METRIC_KEYS: tuple[str, ...] = (
@@ -194,8 +194,7 @@ def evaluate(
     metrics = keypoint_metrics(pred, target, pred_3d, joints, visible, valid, target_lifted)
     metrics.update(dict.fromkeys(AUX_METRIC_KEYS))
     if aux:
-        mask = split["mask"] if "crop" not in out else crop_mask(split["mask"], out["crop"])
-        metrics["mask_iou"] = mask_iou(out["seg"], mask)
+        metrics["mask_iou"] = mask_iou(out["seg"], mask_for(out, split["mask"]))
         metrics["vis_f1"] = f1_score(out["visibility"], visible)
         metrics["keypose_acc"] = accuracy(out["keypose"].argmax(1), split["keypose"], has_hand)
         metrics["handedness_acc"] = accuracy(

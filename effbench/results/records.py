@@ -201,5 +201,10 @@ def reusable(record: dict[str, Any], fingerprint: str | None) -> bool:
     Records written before fingerprints were kept (``model_fingerprint`` None) are taken as they are; a model that
     does not build (``fingerprint`` None) has no reusable run.
     """
+    return fingerprint is not None and record.get("status") == "ok" and not superseded(record, fingerprint)
+
+
+def superseded(record: dict[str, Any], fingerprint: str | None) -> bool:
+    """Whether ``record`` is of an earlier form of its model than ``fingerprint`` (both known, and different)."""
     kept = record.get("model_fingerprint")
-    return fingerprint is not None and record.get("status") == "ok" and kept in (None, fingerprint)
+    return fingerprint is not None and kept is not None and kept != fingerprint

@@ -24,7 +24,7 @@ from typing import Any
 
 from effbench.errors import UsageError
 from effbench.results.files import read_json, write_atomic, write_json
-from effbench.results.records import NewerSchemaError, ProfileRecord, RecordError, RunRecord, check_record
+from effbench.results.records import NewerSchemaError, ProfileRecord, RecordError, RunRecord, check_record, superseded
 
 SUITE_DIR = "suite"
 MANIFEST = "manifest.json"
@@ -190,12 +190,6 @@ def _missing_run(plan: dict[str, Any], error: str | None = None, pending: str = 
     }
 
 
-def _superseded(record: dict[str, Any], fingerprint: str | None) -> bool:
-    """Whether ``record`` is of an earlier form of its model than the manifest's (both fingerprints known)."""
-    kept = record.get("model_fingerprint")
-    return fingerprint is not None and kept is not None and kept != fingerprint
-
-
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The checked record at ``path``, or None with ``(path, why)`` added to ``bad``; a newer schema still raises
     (the fix is to upgrade effbench, not to leave runs out)."""
@@ -247,7 +241,7 @@ def load_store(root: str | os.PathLike) -> Store:
         for plan in planned:
             key = plan["config_hash"]
             record = records.get(key)
-            if record is not None and _superseded(record, fingerprints.get(plan["model"])):
+            if record is not None and superseded(record, fingerprints.get(plan["model"])):
                 record = _missing_run(plan, pending=SUPERSEDED)  # kept on disk until the run is trained again
             store.runs.append(record or _missing_run(plan, unreadable.get(key)))
     else:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from effbench.crop import crop_mask, to_crop
+from effbench.crop import clamp_to_frame, mask_for, to_crop
 from effbench.data.skeleton import KEYPOINT_SUBSET
 
 _SUBSET_CACHE: dict[torch.device, Tensor] = {}
@@ -129,8 +129,7 @@ def locator_loss(out: dict[str, Tensor], batch: dict[str, Tensor], centre_sigma_
     """
     height, width = batch["depth"].shape[-2:]
     has_hand = batch["has_hand"].bool()
-    centre = batch["keypoints_2d"].mean(1)
-    centre = torch.stack([centre[:, 0].clamp(0, width - 1), centre[:, 1].clamp(0, height - 1)], -1)
+    centre = clamp_to_frame(batch["keypoints_2d"].mean(1), height, width)
     z = batch["joints_3d"][..., 2].mean(1)
     centre_l1 = _masked_mean((out["hand_centre"] - centre).abs().mean(-1), has_hand)
     z_l1 = _masked_mean((out["hand_z"] - z).abs() / 25.0, has_hand)
@@ -218,8 +217,7 @@ def task_losses(
                                                                                      valid)
     if not aux:
         return losses
-    mask = batch["mask"] if crop is None else crop_mask(batch["mask"], crop)
-    losses["seg"] = seg_loss(out["seg"], mask, dice=seg_dice)
+    losses["seg"] = seg_loss(out["seg"], mask_for(out, batch["mask"]), dice=seg_dice)
     losses["vis"] = F.binary_cross_entropy_with_logits(out["visibility"], batch["visibility"].index_select(1, idx))
     keypose = batch["keypose"]
     ce = F.cross_entropy(out["keypose"], keypose.clamp_min(0), reduction="none")
