@@ -67,7 +67,14 @@ class Locator(nn.Module):
 
 class CropKeypointNet(nn.Module):
     """The deployable two-stage form: locator, a crop of ``box_mm`` at the hand's distance resampled to
-    ``size x size``, the keypoint network on it, keypoints mapped back to the frame.
+    ``size x size``, its depth made relative to that distance, the keypoint network on it, keypoints mapped back to
+    the frame.
+
+    The keypoint network reads depth relative to the crop's distance, in ``(-1, 1)`` for ``+-window_mm`` and clamped
+    there: nearer (an occluder) reads -1, farther (the wall behind) and holes read 1 (its own normalisation must be
+    the identity). So every hand reads the same depth values at every distance, as it has the same size in the
+    crop; with absolute depth (the one-stage net's normalisation) the network had to learn each shape at every
+    distance from 150 to 800 mm.
 
     In training mode the crop is jittered (centre by ``jitter[0]`` of its side, side by ``exp(jitter[1] N(0, 1))``) and
     detached: the keypoint network learns to tolerate the locator's errors, and no gradient flows through the crop.
@@ -79,10 +86,11 @@ class CropKeypointNet(nn.Module):
         box_mm: Side of the crop in millimetres at the hand's distance.
         focal_px: The camera's focal length in pixels (the data's camera: 140 px at 160 px width).
         jitter: Training-time jitter (centre, log side).
+        window_mm: Half the depth window around the crop's distance.
     """
 
     def __init__(self, locator: Locator, net: KeypointNet, size: int, box_mm: float = 250.0,
-                 focal_px: float = 140.0, jitter: tuple[float, float] = (0.05, 0.1)):
+                 focal_px: float = 140.0, jitter: tuple[float, float] = (0.05, 0.05), window_mm: float = 125.0):
         super().__init__()
         self.locator = locator
         self.net = net
@@ -90,9 +98,11 @@ class CropKeypointNet(nn.Module):
         self.box_mm = float(box_mm)
         self.focal_px = float(focal_px)
         self.jitter = tuple(float(j) for j in jitter)
+        self.window_mm = float(window_mm)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, box_mm={self.box_mm}, focal_px={self.focal_px}, jitter={self.jitter}"
+        return (f"size={self.size}, box_mm={self.box_mm}, focal_px={self.focal_px}, jitter={self.jitter}, "
+                f"window_mm={self.window_mm}")
 
     @property
     def heatmap(self) -> nn.Conv2d:
@@ -110,11 +120,21 @@ class CropKeypointNet(nn.Module):
         offset = centre - (side - scale)[:, None] / 2  # crop pixel 0's centre, in frame px
         return torch.cat([scale[:, None], offset, torch.full_like(scale, self.size)[:, None]], 1)
 
+    def relative(self, depth: Tensor, crop: Tensor) -> Tensor:
+        """Cropped depth (mm) relative to each crop's distance, in ``(-1, 1)`` for ``+-window_mm``; holes read 1.
+
+        The distance is the crop's own (its side is ``focal_px * box_mm`` over it), so a jittered crop is jittered
+        in depth too, as a locator's error would be.
+        """
+        z = (self.focal_px * self.box_mm / self.size) / crop[:, 0, None, None, None]
+        x = torch.where(depth > 0, depth - z, self.window_mm)
+        return x.clamp(-self.window_mm, self.window_mm) * (1.0 / self.window_mm)
+
     def stages(self, depth: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        """The locator's output, the crop, and the cropped depth."""
+        """The locator's output, the crop, and the cropped depth as the keypoint network reads it."""
         loc = self.locator(depth)
         crop = self.crop_of(loc)
-        return loc, crop, crop_frames(depth, crop, self.size)
+        return loc, crop, self.relative(crop_frames(depth, crop, self.size), crop)
 
     def finish(self, out: dict[str, Tensor], loc: dict[str, Tensor], crop: Tensor, frame: Tensor) -> dict[str, Tensor]:
         """The keypoint network's output with keypoints in ``frame``'s px, the crop and the locator's output.

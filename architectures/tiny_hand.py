@@ -170,12 +170,12 @@ class DenseTinyHandEncoder(nn.Module):
         return [f0, f1, self.tier3(self.tier2(f1))]
 
 
-def _keypoint_net(cfg: TinyHandConfig, dense: bool = False, **kwargs) -> KeypointNet:
+def _keypoint_net(cfg: TinyHandConfig, dense: bool = False, norm: nn.Module | None = None, **kwargs) -> KeypointNet:
     encoder = DenseTinyHandEncoder(cfg) if dense else TinyHandEncoder(cfg)
     decoder = TinyHandDecoder(cfg, deep_channels=DENSE_WIDTH if dense else cfg.channels[-1])
     init_weights(encoder)
     init_weights(decoder)
-    norm = DepthNorm(max_mm=cfg.max_depth_mm)
+    norm = DepthNorm(max_mm=cfg.max_depth_mm) if norm is None else norm
     return KeypointNet(encoder, decoder, cfg.decoder_channels, norm=norm, stride=cfg.heatmap_stride, **kwargs)
 
 
@@ -277,7 +277,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)
-    net = CropKeypointNet(locator, _keypoint_net(cfg, **kwargs), size=120)
+    net = CropKeypointNet(locator, _keypoint_net(cfg, norm=nn.Identity(), **kwargs), size=120)
     return CropHandPoseNet(net, encoder_channels=cfg.channels[-1], decoder_channels=cfg.decoder_channels)
 
 

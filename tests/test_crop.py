@@ -125,7 +125,7 @@ def test_tiny_hand_crop_maps_its_keypoints_back_and_trains_no_gradient_through_t
         torch.testing.assert_close(out["crop"][:, 0], side / 120)
         torch.testing.assert_close(to_frame(torch.tensor([[[59.5, 59.5]]]).expand(2, 1, 2), out["crop"])[:, 0],
                                    loc["hand_centre"])
-        inner = net.net(crop_frames(depth, out["crop"], 120))
+        inner = net.net(net.relative(crop_frames(depth, out["crop"], 120), out["crop"]))
         expected = to_frame(inner["keypoints"], out["crop"])
         expected = torch.stack([expected[..., 0].clamp(0, 159), expected[..., 1].clamp(0, 119)], -1)
         torch.testing.assert_close(out["keypoints"], expected)
@@ -137,6 +137,15 @@ def test_tiny_hand_crop_maps_its_keypoints_back_and_trains_no_gradient_through_t
     out["keypoints"].sum().backward()
     assert all(p.grad is None for p in model.net.locator.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.net.parameters())
+
+
+def test_the_keypoint_network_reads_depth_relative_to_the_crops_distance():
+    net = create_model("tiny_hand_crop").deployable()
+    # A crop whose side is 70 px is 250 mm at 140 * 250 / 70 = 500 mm; the window is +-125 mm.
+    crop = torch.tensor([[70 / 120, 0.0, 0.0, 120.0]])
+    depth = torch.tensor([500.0, 562.5, 437.5, 700.0, 300.0, 0.0]).view(1, 1, 1, 6)
+    expected = torch.tensor([0.0, 0.5, -0.5, 1.0, -1.0, 1.0]).view(1, 1, 1, 6)  # beyond: clamped; a hole: far
+    torch.testing.assert_close(net.relative(depth, crop), expected)
 
 
 @pytest.mark.parametrize("aux", [False, True])
