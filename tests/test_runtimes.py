@@ -22,7 +22,7 @@ from effbench.profiler.latency import deployed_copy, time_fn
 from effbench.profiler.roofline import gemm_gmacs
 from effbench.profiler.runtimes import onnx_export, onnx_passes
 from effbench.profiler.runtimes.ort import BoundRun, OrtModel
-from effbench.profiler.runtimes.ort_int8 import head_nodes
+from effbench.profiler.runtimes.ort_int8 import head_nodes, input_nodes
 
 FAST = TimingConfig(warmup_s=0.0, warmup_runs=1, windows=2, budget_s=0.0, min_runs=2, min_runs_slow=2, max_runs=4)
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +91,28 @@ def test_int8_keeps_the_soft_argmax_head_in_fp32(tmp_path):
     assert sum(n.op_type == "QuantizeLinear" for n in int8.graph.node) >= 9  # the convolutions' inputs are int8
     assert prepared.file_bytes < 0.7 * onnx_export.exported(ws).stat().st_size  # int8 weights
     assert prepared.run(x)["keypoints"].shape == (1, 8, 2)  # its accuracy: test_runtime_eval.py
+
+
+def test_int8_keeps_the_inputs_preprocessing_in_fp32(tmp_path):
+    """The two-stage net crops the depth frame (mm) and makes it relative to the hand's distance before its first
+    convolution: quantized to 256 levels of ~12 mm, those millimetres would cost it 12% EPE."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = _trained_like(create_model("tiny_hand_crop").deployable())
+    x = _input((1, 1, 120, 160))
+    ws = rt.Workspace(deployed_copy(model)[0], x, tmp_path)
+    fp32 = onnx.load(str(onnx_export.exported(ws)))
+    ops = {n.name: n.op_type for n in fp32.graph.node}
+    found = [ops[n] for n in input_nodes(fp32)]
+    assert "GatherElements" in found and "Where" in found  # the crop and the relative depth
+    assert "Conv" not in found and "Relu" not in found  # nothing at or after a first convolution
+    int8 = onnx.load(str(rt.get("ort-int8").prepare(ws).path))
+    producer = {o: n for n in int8.graph.node for o in n.output}
+    gather = next(n for n in int8.graph.node if n.op_type == "GatherElements")
+    assert producer[gather.input[0]].op_type != "DequantizeLinear"  # the crop reads the frame's millimetres
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    assert all(producer[c.input[0]].op_type == "DequantizeLinear" for c in convs)  # every convolution reads int8
 
 
 class _Affine(nn.Module):

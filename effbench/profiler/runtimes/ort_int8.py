@@ -15,6 +15,12 @@ classifier's pooling and linear layer). A soft-argmax reads 1,200 probabilities 
 input, quantized to 256 levels, flattens the peak: quantizing it moved a trained ``tiny_hand``'s keypoints by
 8.8 px on average (its test EPE was 13.3 px), keeping it in fp32 by 0.47 px (256 test frames, 32 calibration
 frames).
+
+So does the input's preprocessing: every node between the graph's input and the first convolution on each path
+(a clamp, a crop, depth made relative to the hand's distance). Quantized, the depth frame in millimetres is 256
+levels of ~12 mm before a crop and a subtraction look at it, when a finger is ~15 mm thick: a ``tiny_hand_crop``
+after 4,000 steps lost 12% EPE in int8 with it quantized, 3.6% without (6.94 and 6.43 against 6.20 px, 256 test
+frames). The first convolution still reads int8 levels, of the preprocessed (normalised) input.
 """
 
 from __future__ import annotations
@@ -51,6 +57,24 @@ def head_nodes(model: Any) -> list[str]:
     return list(head)
 
 
+def input_nodes(model: Any) -> list[str]:
+    """Names of the nodes between the graph's inputs and the first convolution (or Gemm) on each path of an ONNX
+    model: :func:`head_nodes` walked forward from the inputs."""
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(node)
+    found: dict[str, None] = {}
+    todo = [i.name for i in model.graph.input]
+    while todo:
+        for node in consumers.get(todo.pop(), []):
+            if node.name in found or node.op_type in _WEIGHTED_OPS:
+                continue
+            found[node.name] = None
+            todo += list(node.output)
+    return list(found)
+
+
 class _Frames:
     """Calibration inputs as ONNX Runtime's quantizer reads them (``CalibrationDataReader``'s protocol)."""
 
@@ -64,9 +88,15 @@ class _Frames:
         return iter(self.get_next, None)
 
 
+def fp32_nodes(model: Any) -> list[str]:
+    """The nodes :func:`quantize` leaves in fp32: the input's preprocessing and the head."""
+    return list(dict.fromkeys(input_nodes(model) + head_nodes(model)))
+
+
 def quantize(fp32: Path, out: Path, frames: list[Any]) -> Path:
     """Quantize the fp32 ONNX file ``fp32`` to ``out``: static QDQ, int8 per-channel weights, uint8 activations,
-    calibrated (min-max) on ``frames``, the head (:func:`head_nodes`) left in fp32.
+    calibrated (min-max) on ``frames``, the input's preprocessing (:func:`input_nodes`) and the head
+    (:func:`head_nodes`) left in fp32.
 
     Raises:
         RuntimeFailure: When ONNX Runtime's quantizer fails (its reason, one line).
@@ -85,7 +115,7 @@ def quantize(fp32: Path, out: Path, frames: list[Any]) -> Path:
         quantize_static(
             str(prepared), str(out), _Frames(frames), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-            nodes_to_exclude=head_nodes(onnx.load(str(prepared))), calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=fp32_nodes(onnx.load(str(prepared))), calibrate_method=CalibrationMethod.MinMax,
         )  # fmt: skip
     except Exception as err:
         first = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
