@@ -251,7 +251,7 @@ def tiny_hand(**kwargs) -> HandPoseNet:
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks)
     finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120 crop of 250 mm around
-    it; keypoints come back in frame pixels. 42k parameters, 3.1 M MACs (6.7 MFLOPs): 1.8% and 2.7% of
+    it, its depth relative to the hand's distance; keypoints come back in frame pixels. 42k parameters, 3.1 M MACs (6.7 MFLOPs): 1.8% and 2.7% of
     mobilenet_v2_100's.
 
     Why: tiny_hand underfits (its training-frame EPE equals its test EPE) and its error grows with the hand's size
@@ -265,15 +265,27 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         and 10%, 128 x 128) it reached 6.50 px: what a perfect locator would add. Trained on crops around the true
         hand (jittered) instead of its own locator's, 7.87 px: the second stage is better off learning its
         locator's errors.
-      * Trained to convergence (the embedded full budget's recipe), aux on: 6.21 / 6.11 / 6.71 px over seeds 0-2
-        (6.34 +- 0.32) against tiny_hand's 7.41 / 7.67 / 7.61 (7.56 +- 0.13), -16%. Seed 0: PCK@5 63.3% against
-        51.1%, keypose 66.1% against 50.7%, handedness 90.6% against 90.7%, 3D error 78 against 101 mm.
+      * The keypoint network reads depth relative to the crop's distance (+-125 mm, clamped; holes read far),
+        not tiny_hand's absolute normalisation: the crop shows every hand at one size, this at one depth. After
+        4,000 steps (the same recipe, the training loop's code) 6.79 against 7.57 px (-10%; validation 7.44
+        against 8.55). Not kept, within the noise: a +-200 mm window 6.83 px, a 220 mm box 6.69; worse: holes
+        read as 0 instead of far, 7.10. The crop's side jittered by 5% instead of 10% in training (with relative
+        depth, the side's jitter is also the depth window's): 6.60 px, validation 7.19 against 7.44.
+      * Trained to convergence (the embedded full budget's recipe), aux on: 5.75 / 5.65 px (seeds 0, 1), against
+        6.21 / 6.11 with absolute depth and tiny_hand's 7.41 / 7.67. Seed 1: PCK@5 68.9%, handedness 92.0%,
+        keypose 69.5%, 3D error 78 mm, 2.5D error 60 mm.
+      * Where the rest comes from (seed 1, test split): the locator. With the true centre and distance instead
+        of its own it reads 4.85 px (the centre alone 5.24, the distance alone 5.25): its centre is 3.6 px off
+        (median; 9.6 px at the 90th percentile), its distance 12 mm (49 mm). Not the fix after 4,000 steps: a wider
+        locator (8/16/48 channels, 46k parameters in all) 6.55 px, a 3x locator loss 6.60.
       * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, on a 2-core Xeon) 0.30-0.32 ms against
         tiny_hand's 0.10-0.17 ms in three process runs while two trainings ran, 0.455 against 0.103 ms in the
-        committed report's profile with training stopped: 2,200-3,300 Hz, 3-4x tiny_hand's time. Its graph has 132
-        nodes against 50: the locator's 8 convolutions and ~50 small ops for the crop and the two soft-argmaxes,
-        each a few microseconds whatever its size (a GridSample crop alone took ~200 us; a gather from a padded
-        frame takes the same pixels). int8 costs it 18% EPE over the three seeds (tiny_hand 0.4%), not diagnosed.
+        committed report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time.
+        Its graph has ~130 nodes against 50: the locator's 8 convolutions and ~50 small ops for the crop, the
+        relative depth and the two soft-argmaxes, each a few microseconds whatever its size (a GridSample crop
+        alone took ~200 us; a gather from a padded frame takes the same pixels). int8 (ONNX Runtime, the input's
+        preprocessing in fp32) costs 2.6% and 1.2% EPE (seeds 0, 1); with the cropped millimetres quantized it
+        cost 16-17%.
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)
