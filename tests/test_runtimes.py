@@ -93,9 +93,9 @@ def test_int8_keeps_the_soft_argmax_head_in_fp32(tmp_path):
     assert prepared.run(x)["keypoints"].shape == (1, 8, 2)  # its accuracy: test_runtime_eval.py
 
 
-def test_int8_keeps_the_inputs_preprocessing_in_fp32(tmp_path):
-    """The two-stage net crops the depth frame (mm) and makes it relative to the hand's distance before its first
-    convolution: quantized to 256 levels of ~12 mm, those millimetres would cost it 12% EPE."""
+def test_int8_keeps_the_inputs_preprocessing_and_first_convolutions_in_fp32(tmp_path):
+    """The two-stage net crops the depth frame (mm) and makes it relative to the hand's distance before its stems:
+    quantized, those millimetres cost it 16-17% EPE and the stems' int8 inputs up to 57%."""
     import onnx
 
     torch.manual_seed(0)
@@ -106,13 +106,13 @@ def test_int8_keeps_the_inputs_preprocessing_in_fp32(tmp_path):
     ops = {n.name: n.op_type for n in fp32.graph.node}
     found = [ops[n] for n in input_nodes(fp32)]
     assert "GatherElements" in found and "Where" in found  # the crop and the relative depth
-    assert "Conv" not in found and "Relu" not in found  # nothing at or after a first convolution
+    assert found.count("Conv") == 2 and "Relu" not in found  # the two stems, and nothing after them
     int8 = onnx.load(str(rt.get("ort-int8").prepare(ws).path))
     producer = {o: n for n in int8.graph.node for o in n.output}
     gather = next(n for n in int8.graph.node if n.op_type == "GatherElements")
     assert producer[gather.input[0]].op_type != "DequantizeLinear"  # the crop reads the frame's millimetres
-    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
-    assert all(producer[c.input[0]].op_type == "DequantizeLinear" for c in convs)  # every convolution reads int8
+    reads_int8 = [producer[c.input[0]].op_type == "DequantizeLinear" for c in int8.graph.node if c.op_type == "Conv"]
+    assert reads_int8.count(False) == 2 and reads_int8.count(True) >= 20  # the stems read fp32, the rest int8
 
 
 class _Affine(nn.Module):
