@@ -26,7 +26,8 @@ register_suite(
         name="embedded",
         # The first model is the report's headline and the subject of its claim: the two-stage tiny net, the more
         # accurate of the two within the same budget (tiny_hand, the one-stage net, is the faster).
-        patterns=("tiny_hand_crop", "tiny_hand*", "mobilenet_v2_100", "mobilenet_v2_075", "mobilenet_v2_050", "mobilenet_v2_035"),
+        patterns=("tiny_hand_crop", "tiny_hand*", "mobilenet_v2_100", "mobilenet_v2_075", "mobilenet_v2_050",
+                  "mobilenet_v2_035"),
         reference="mobilenet_v2_100",
         doc="2.5D hand pose on 120 x 160 depth: the tiny net, its ablations and the MobileNetV2 keypoint baselines",
         # Training budgets (effbench.suite_run). Every model of a budget gets the same steps, batch and data, with

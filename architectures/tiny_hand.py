@@ -251,8 +251,8 @@ def tiny_hand(**kwargs) -> HandPoseNet:
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks)
     finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120 crop of 250 mm around
-    it, its depth relative to the hand's distance; keypoints come back in frame pixels. 42k parameters, 3.1 M MACs (6.7 MFLOPs): 1.8% and 2.7% of
-    mobilenet_v2_100's.
+    it, its depth relative to the hand's distance; keypoints come back in frame pixels. 42k parameters, 3.1 M MACs
+    (6.7 MFLOPs): 1.8% and 2.7% of mobilenet_v2_100's.
 
     Why: tiny_hand underfits (its training-frame EPE equals its test EPE) and its error grows with the hand's size
     in the frame (13 px for hands nearer than 300 mm, 7 px beyond 500 mm, after 4,000 steps). A crop at the hand's
@@ -281,8 +281,8 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         locator (8/16/48 channels, 46k parameters in all) 6.55 px, a 3x locator loss 6.60.
       * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, on a 2-core Xeon) 0.30-0.32 ms against
         tiny_hand's 0.10-0.17 ms in three process runs while two trainings ran, 0.455 against 0.103 ms in the
-        committed report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time.
-        Its graph has ~130 nodes against 50: the locator's 8 convolutions and ~50 small ops for the crop, the
+        previous report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time.
+        Its graph has 139 nodes against 50: the locator's 8 convolutions and the small ops of the crop, the
         relative depth and the two soft-argmaxes, each a few microseconds whatever its size (a GridSample crop
         alone took ~200 us; a gather from a padded frame takes the same pixels); 0.504 ms in the committed report's
         profile. int8 (ONNX Runtime, the input's preprocessing and stems in fp32) costs 0.2-0.7% EPE over the six
