@@ -25,12 +25,14 @@ MAX_DEPTH_MM = 1000.0
 
 
 class Locator(nn.Module):
-    """Frame -> the hand's centre (px) and distance (mm), by integral regression on a 1/16 map.
+    """Frame -> the hand's centre (px) and distance (mm), by integral regression on a 1/8 map.
 
-    A 4x4 stride-4 patch stem, two 2x2 stride-2 convolutions to 1/16, residual depthwise-separable blocks, and a
-    1x1 conv to two maps: the centre's logits and a distance correction. The distance is the expectation, under
-    the centre's softmax, of the nearest depth in each 16 x 16 block plus the correction: the frame already says how
-    far the surface is, the net only says which surface and how far behind it the joints lie.
+    A 4x4 stride-4 patch stem, a 2x2 stride-2 convolution to 1/8, another to 1/16 and residual depthwise-separable
+    blocks there (the context: which surface is the hand), then back to 1/8 as the keypoint decoder does (the 1/16
+    map projected, upsampled and added to the 1/8 map, a depthwise-separable 3x3) and a 1x1 conv to two maps: the
+    centre's logits and a distance correction. The distance is the expectation, under the centre's softmax, of the
+    nearest depth in each 8 x 8 block plus the correction: the frame already says how far the surface is, the net
+    only says which surface and how far behind it the joints lie.
 
     Args:
         channels: Widths at 1/4, 1/8 and 1/16.
@@ -38,14 +40,18 @@ class Locator(nn.Module):
         block: The DS block's class (``block(channels)``).
     """
 
+    stride = 8
+
     def __init__(self, channels: tuple[int, int, int], blocks: int, block: type[nn.Module]):
         super().__init__()
         c0, c1, c2 = channels
         self.norm = DepthNorm(max_mm=MAX_DEPTH_MM)
-        self.body = nn.Sequential(conv_bn(1, c0, 4, stride=4), conv_bn(c0, c1, 2, stride=2),
-                                  conv_bn(c1, c2, 2, stride=2), *(block(c2) for _ in range(blocks)))
-        self.head = nn.Conv2d(c2, 2, 1)
-        self.softargmax = SoftArgmax2d(16)
+        self.to8 = nn.Sequential(conv_bn(1, c0, 4, stride=4), conv_bn(c0, c1, 2, stride=2))
+        self.to16 = nn.Sequential(conv_bn(c1, c2, 2, stride=2), *(block(c2) for _ in range(blocks)))
+        self.proj = nn.Conv2d(c2, c1, 1)
+        self.refine = nn.Sequential(conv_bn(c1, c1, 3, groups=c1), conv_bn(c1, c1, 1))
+        self.head = nn.Conv2d(c1, 2, 1)
+        self.softargmax = SoftArgmax2d(self.stride)
         init_weights(self)
         # Near-zero start: an almost uniform centre map (the frame's centre) and almost no distance correction. Not
         # zero, so that the body below gets a gradient from the first step.
@@ -53,14 +59,16 @@ class Locator(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, depth: Tensor) -> dict[str, Tensor]:
-        y = self.head(self.body(self.norm(depth)))
+        f8 = self.to8(self.norm(depth))
+        up = F.interpolate(self.proj(self.to16(f8)), size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.head(self.refine(F.relu(f8 + up)))
         logits, correction = y[:, :1], y[:, 1:]
         h, w = logits.shape[-2:]
         p = logits.flatten(2).softmax(-1)  # (B, 1, h*w)
         centre = (p @ self.softargmax.grid(h, w, logits))[:, 0]
-        # Holes (0 mm) and the far background read as the clamp; the nearest surface of each block at 1/16.
+        # Holes (0 mm) and the far background read as the clamp; the nearest surface of each block at 1/8.
         d = torch.where(depth > 0, depth, MAX_DEPTH_MM).clamp(max=MAX_DEPTH_MM)
-        nearest = -F.max_pool2d(-d, 16)[..., :h, :w]
+        nearest = -F.max_pool2d(-d, self.stride)[..., :h, :w]
         z = (p * (nearest + 100.0 * correction).flatten(2)).sum(-1)[:, 0]
         return {"centre_logits": logits, "hand_centre": centre, "hand_z": z}
 

@@ -2,6 +2,12 @@
 
 from effbench.registry import Suite, register_suite
 
+#: The two-stage net's recipe: its crop's side is set by the hand's distance, so it trains only on frames where a
+#: hand's size in the image matches its distance (the depth shift moves the hand, no extra zoom). With the
+#: default augmentation (a zoom and a depth shift that keep the image) it read 6.51 px after 4,000 steps, with
+#: this 6.38 (seed 0; see tiny_hand_crop's docstring).
+CROP_RECIPE = {"tiny_hand_crop": {"augment_physical": True}}
+
 register_suite(
     Suite(
         name="reference",
@@ -45,6 +51,7 @@ register_suite(
                     "train": {"steps": 150, "batch_size": 16, "warmup_steps": 15, "train_size": 2048,
                               "val_size": 0, "test_size": 256},
                     "seeds": {"default": 1},
+                    "models": CROP_RECIPE,
                     # --device cuda: a GPU idles at these models' CPU batch; 4x the batch, the rate x2 (sqrt rule).
                     "cuda": {"batch_size": 64, "lr": 2e-2},
                 },
@@ -64,8 +71,9 @@ register_suite(
                     "train": {"steps": 40000, "batch_size": 32, "warmup_steps": 200, "schedule": "plateau",
                               "patience": 6, "eval_every": 250, "train_size": 8192, "val_size": 512,
                               "test_size": 1024, "checkpoint_every": 1000, "runtime_eval": True},
-                    "models": {name: {"steps": 12000} for name in ("mobilenet_v2_100", "mobilenet_v2_075",
-                                                                   "mobilenet_v2_050", "mobilenet_v2_035")},
+                    "models": {**{name: {"steps": 12000} for name in ("mobilenet_v2_100", "mobilenet_v2_075",
+                                                                      "mobilenet_v2_050", "mobilenet_v2_035")},
+                               **CROP_RECIPE},
                     "ablations": {"tiny_hand_crop": 1},
                     # No distillation runs (a budget's "distill"): distilled from the converged tiny_hand_wide, the
                     # earlier layout (tiny_hand_hm4) with aux reached 7.70 against 7.83 px (seed 0, -1.7%, within the

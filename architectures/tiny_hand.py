@@ -247,7 +247,7 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     return _create_tiny_hand(**kwargs)
 
 
-@register_model(params=42_066, macs=3_139_020)
+@register_model(params=43_026, macs=3_300_440)
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks)
     finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120 crop of 250 mm around

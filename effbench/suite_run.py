@@ -69,6 +69,7 @@ class SuitePlan:
     models: list[str]
     train: dict[str, Any]  # the budget's TrainConfig overrides shared by every model
     seeds: dict[str, int]  # model -> number of seeds (each trained with aux off and on)
+    model_train: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> the budget's overrides for it
     configs: list[Any] = field(default_factory=list)  # TrainConfig per (model, aux, seed), in run order
     device: str = "cpu"
     runtimes: list[str] = field(default_factory=list)  # what the profiles time latency under
@@ -83,6 +84,7 @@ class SuitePlan:
             "models": self.models,
             "budget": self.budget,
             "train": self.train,
+            "model_train": self.model_train,
             "seeds": self.seeds,
             "device": self.device,
             "runtimes": self.runtimes,
@@ -178,6 +180,8 @@ def plan_suite(
     for name in suite.trainable_models():  # profile-only models are profiled and reported, not trained
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
+        if spec.get("models", {}).get(name):
+            plan.model_train[name] = spec["models"][name]
         values = train_values(suite, budget, name, device)
         runs = [{"aux": aux, "seed": seed} for aux in (False, True) for seed in range(n)]
         runs += [{"aux": True, "aux_tasks": task, "seed": seed}

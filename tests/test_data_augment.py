@@ -1,5 +1,6 @@
 """augment_batch: frame and labels move together."""
 
+import pytest
 import torch
 
 from effbench.data import augment_batch
@@ -77,3 +78,24 @@ def test_frames_without_a_hand_keep_their_empty_labels():
     batch["keypoints_2d"][0] = 0.0
     out = augment_batch(batch, torch.Generator().manual_seed(2))
     assert (out["joints_3d"][0] == 0).all() and (out["keypoints_2d"][0] == 0).all()
+
+
+def test_a_move_in_depth_shrinks_or_grows_the_image_as_the_camera_would_see_it():
+    batch = _marker_batch()
+    out = augment_batch(batch, torch.Generator().manual_seed(4), rotation_deg=0.0, scale=(1.0, 1.0), translate=0.0,
+                        depth_shift_mm=100.0, move=True)
+    z = out["joints_3d"][..., 2]
+    assert (z - 500.0).abs().max() > 20  # the draws moved some hands by more than 20 mm
+    # The hand moved along the optical axis only: the same X and Y, so its pixels are c + f X / z (pinhole camera).
+    assert torch.allclose(out["joints_3d"][..., :2], batch["joints_3d"][..., :2], atol=1e-3)
+    centre = torch.tensor([79.5, 59.5])
+    assert torch.allclose(out["keypoints_2d"], centre + 140.0 * batch["joints_3d"][..., :2] / z[..., None], atol=1e-3)
+    # The marker is drawn there at the new depth.
+    for i in range(len(z)):
+        u, v = out["keypoints_2d"][i, 0].round().long().tolist()
+        assert out["depth"][i, 0, v, u] == pytest.approx(float(z[i, 0]), abs=1e-3)
+    # Without move the depth shifts and the image stays: the same pixels at another depth.
+    shifted = augment_batch(batch, torch.Generator().manual_seed(4), rotation_deg=0.0, scale=(1.0, 1.0),
+                            translate=0.0, depth_shift_mm=100.0)
+    assert torch.equal(shifted["keypoints_2d"], batch["keypoints_2d"])
+    assert torch.allclose(shifted["joints_3d"][..., 2], z)

@@ -97,6 +97,8 @@ def test_header_from_records_not_clock(built):
     assert "- date: 2026-01-03T12:00:00" in md  # the latest 'created' of the records
     assert "- commit: 0123456789ab" in md and "- machine: Test CPU 9000, 2 cores" in md
     assert "FLOPs = 2 x MACs" in md and "- training budget: `quick`" in md
+    # The budget's overrides for some models, grouped by what they set.
+    assert "- per model: `tiny_hand`, `mobilenet_v2_035`: `lr=0.02`" in md
     for name in PNGS:
         assert f"({name})" in md
 

@@ -281,3 +281,14 @@ def test_a_distillation_needs_the_teachers_runs():
             plan_suite("_test_distil_bad", budget="b")
     finally:
         registry._suites.pop("_test_distil_bad", None)
+
+
+def test_the_two_stage_net_trains_on_physical_augmentation_only():
+    # Its crop's side comes from the hand's distance: a zoom or a depth shift that keeps the image would show it a
+    # hand whose size does not match its distance. The other models keep the default augmentation (and the hashes
+    # of their stored runs).
+    plan = plan_suite("embedded", budget="full")
+    physical = {c.model for c in plan.configs if c.augment_physical}
+    assert physical == {"tiny_hand_crop"}
+    assert plan.manifest()["model_train"]["tiny_hand_crop"] == {"augment_physical": True}
+    assert plan.manifest()["model_train"]["mobilenet_v2_100"] == {"steps": 12000}

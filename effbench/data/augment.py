@@ -4,7 +4,9 @@ An in-plane rotation, scale and translation of the image about the principal poi
 labels move with it: ``keypoints' = A(keypoints)``; the depth shift ``dz`` adds to every valid depth and to the
 joints' z; ``joints_3d`` are re-projected from the new keypoints at the new z, so ``joints_3d`` and
 ``keypoints_2d`` stay exactly consistent with the intrinsics (scaling the image then means a larger hand at the
-same distance). Depth and mask are resampled with nearest neighbours so no depth that was not measured is
+same distance). With ``move=True`` the depth shift moves the scene instead: the image also scales by
+``z / (z + dz)`` about the principal point (``z`` the hand's distance), so a hand moved away looks smaller, as it
+would; the plain shift keeps the image and so shows a hand of another size at the new distance. Depth and mask are resampled with nearest neighbours so no depth that was not measured is
 invented at edges; pixels brought in from outside the frame read 0 (no return). Visibility is the old visibility
 of points that are still inside the frame.
 """
@@ -24,6 +26,7 @@ def augment_batch(
     scale: tuple[float, float] = (0.85, 1.15),
     translate: float = 0.1,
     depth_shift_mm: float = 50.0,
+    move: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Randomly rotate, scale, translate and depth-shift a batch (returns a new dict; the input is not changed).
 
@@ -36,6 +39,8 @@ def augment_batch(
         scale: zoom factor drawn log-uniformly in this range.
         translate: shift drawn uniformly in +-translate x frame size.
         depth_shift_mm: depth offset drawn uniformly in +-depth_shift_mm.
+        move: The depth offset moves the scene: the image scales with it (by ``z / (z + dz)``, ``z`` the mean of
+            ``joints_3d``'s z where there is a hand, else the median measured depth).
 
     Returns:
         The augmented batch.
@@ -48,6 +53,9 @@ def augment_batch(
     s = torch.exp(math.log(scale[0]) + r[:, 1] * (math.log(scale[1]) - math.log(scale[0])))
     t = (2 * r[:, 2:4] - 1) * translate * torch.tensor([w, h], device=dev, dtype=torch.float32)
     dz = (2 * r[:, 4] - 1) * depth_shift_mm
+    if move:
+        z = _distance(batch).to(dev)
+        s = s * z / (z + dz)
     intr = batch["intrinsics"].to(dev, torch.float32).expand(b, 4)
     fx, fy, c = intr[:, 0:1], intr[:, 1:2], intr[:, 2:4]
 
@@ -87,3 +95,13 @@ def augment_batch(
             inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
             out["visibility"] = batch["visibility"] * inside.to(batch["visibility"].dtype)
     return out
+
+
+def _distance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) how far each frame's hand is (mean joint z, mm); the median measured depth where there is no hand."""
+    depth = batch["depth"].flatten(1).float()
+    median = torch.where(depth > 0, depth, float("nan")).nanmedian(1).values.nan_to_num(500.0)
+    if "joints_3d" not in batch:
+        return median
+    has = batch.get("has_hand", torch.ones(len(depth), dtype=torch.bool, device=depth.device)).to(depth.device).bool()
+    return torch.where(has, batch["joints_3d"][..., 2].float().mean(1), median)

@@ -98,6 +98,10 @@ class TrainConfig:
 
     # --- data (effbench.data.SyntheticHands)
     augment: bool = _field(True, "in-plane rotation, scale, translation and depth shift on every training batch")
+    augment_physical: bool = _field(False, "augment only into frames the camera could see: the depth shift moves the "
+                                           "hand (the image scales with it) and no zoom (the data already varies "
+                                           "hand size); off: a zoom of 0.85-1.15x and a shift of the depth alone",
+                                    hashed=IF_SET)
     train_size: int = _field(4096, "frames in the training split")
     val_size: int = _field(256, "frames in the validation split (EPE reported as val_epe_px; 0: skip)")
     test_size: int = _field(512, "frames in the held-out test split that the metrics come from")

@@ -262,6 +262,7 @@ class _Run:
             return
         if config.augment:
             from effbench.data import augment_batch
+        physical = {"scale": (1.0, 1.0), "move": True} if config.augment_physical else {}
         train = _to_device(load_split("train", config.train_size, config), device)
         val = _to_device(load_split("val", config.val_size, config), device) if config.val_size > 0 else None
         every = config.eval_interval()
@@ -278,7 +279,7 @@ class _Run:
                                     device=device)
                 batch = _as_float_mask({k: v.index_select(0, idx) for k, v in train.items()})
                 if config.augment:
-                    batch = augment_batch(batch, self.generators["augment"])
+                    batch = augment_batch(batch, self.generators["augment"], **physical)
                 loss = self._step(batch)
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), self.step, first_bad)
                 self.step += 1
