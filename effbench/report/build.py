@@ -115,16 +115,16 @@ def budget_lines(store: Store, frame: pd.DataFrame) -> list[str]:
     if overrides:
         shown = ", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items()))
         lines.append(f"- training config (overrides of TrainConfig): {shown}")
-    groups: dict[str, list[str]] = {}  # the overrides shown -> the models with them
-    for name, values in (man.get("model_train") or {}).items():
-        groups.setdefault(", ".join(f"`{k}={v}`" for k, v in sorted(values.items())), []).append(f"`{name}`")
-    if groups:
-        lines.append("- per model: " + "; ".join(f"{', '.join(names)}: {shown}" for shown, names in groups.items()))
     else:
         keys = ("train_steps", "train_batch_size", "train_train_size", "train_test_size", "train_lr")
         found = [f"`{k[len('train_'):]}={_distinct(frame[k].tolist())}`" for k in keys if k in frame]
         if found:
             lines.append("- training config (from the runs): " + ", ".join(found))
+    by_overrides: dict[str, list[str]] = {}  # the overrides shown -> the models with them
+    for name, values in (man.get("model_train") or {}).items():
+        by_overrides.setdefault(", ".join(f"`{k}={v}`" for k, v in sorted(values.items())), []).append(f"`{name}`")
+    if by_overrides:
+        lines.append("- per model: " + "; ".join(f"{', '.join(m)}: {shown}" for shown, m in by_overrides.items()))
     seeds = man.get("seeds")
     if seeds:
         groups: dict[int, list[str]] = {}
