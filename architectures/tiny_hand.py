@@ -274,8 +274,9 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         depth, the side's jitter is also the depth window's): 6.60 px, validation 7.19 against 7.44.
       * Trained to convergence (the embedded full budget's recipe), aux on, with the 1/16 locator and the default
         augmentation: 5.75 / 5.65 / 5.56 px (seeds 0-2, 5.65 +- 0.09), against 6.21 / 6.11 / 6.71 with absolute
-        depth and tiny_hand's 7.56 +- 0.13; 1.16x mobilenet_v2_100's 4.87 px. PCK@5 68.4%, handedness 92.6%, keypose 69.3%, 2.5D error 57 mm. Aux off
-        5.66 / 5.41 / 5.57 (5.55 +- 0.13): the auxiliary tasks do not lower its keypoint error.
+        depth and tiny_hand's 7.56 +- 0.13; 1.16x mobilenet_v2_100's 4.87 px. PCK@5 68.4%, handedness 92.6%,
+        keypose 69.3%, 2.5D error 57 mm. Aux off 5.66 / 5.41 / 5.57 (5.55 +- 0.13): the auxiliary tasks do not
+        lower its keypoint error.
       * Where the rest comes from (seed 1, test split): the locator. With the true centre and distance instead
         of its own it reads 4.85 px (the centre alone 5.24, the distance alone 5.25): its centre is 3.6 px off
         (median; 9.6 px at the 90th percentile), its distance 12 mm (49 mm). Not the fix after 4,000 steps: a wider
@@ -292,7 +293,8 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         would punish. Not kept: the heatmaps at 1/4 of the crop (6.75 px, validation 7.03); a target Gaussian of
         8 instead of 4 px (6.73, 7.79).
       * This form (1/8 locator, physical augmentation), converged, aux on: 5.28 / 5.74 / 5.54 px (5.52 +- 0.23,
-        1.13x mobilenet_v2_100's 4.87); aux off, seed 0: 5.18. Its locator's centre is 3.2-3.5 px off at the median
+        1.13x mobilenet_v2_100's 4.87); aux off 5.18 / 5.85 / 5.80 (5.61 +- 0.38): within the seed spread of the
+        form before (5.60 over its six runs against 5.57). Its locator's centre is 3.2-3.5 px off at the median
         and 8.7-9.4 px at the 90th percentile, its distance 12 mm and 40-45 mm; with the true centre and distance
         the same weights read 4.59 / 4.94 / 4.80 px.
       * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, on a 2-core Xeon) 0.30-0.32 ms against
@@ -300,10 +302,12 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         previous report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time.
         Its graph has 139 nodes against 50: the locator's 8 convolutions and the small ops of the crop, the
         relative depth and the two soft-argmaxes, each a few microseconds whatever its size (a GridSample crop
-        alone took ~200 us; a gather from a padded frame takes the same pixels); 0.504 ms in the committed report's
-        profile. int8 (ONNX Runtime, the input's preprocessing and stems in fp32) costs 0.2-0.7% EPE over the six
-        converged runs; with the cropped millimetres quantized it cost 16-17%, with only the stems reading int8 up
-        to 48% (seed 1, aux off).
+        alone took ~200 us; a gather from a padded frame takes the same pixels); 0.504 ms in the earlier report's
+        profile. This form (the 1/8 locator): 0.254 ms against tiny_hand's 0.118 and mobilenet_v2_100's 2.70 ms,
+        timed in seven interleaved rounds in one process (0.663 ms in the report's profile, which times one model
+        after the other). int8 (ONNX Runtime, the input's preprocessing and stems in fp32) costs 0.2-0.7% EPE over
+        the earlier form's six converged runs; with the cropped millimetres quantized it cost 16-17%, with only the
+        stems reading int8 up to 48% (seed 1, aux off).
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)

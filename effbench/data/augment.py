@@ -1,14 +1,14 @@
 """Training augmentations applied to a batch of frames and their labels together, on any device.
 
-An in-plane rotation, scale and translation of the image about the principal point is a 2D similarity ``A``;
-labels move with it: ``keypoints' = A(keypoints)``; the depth shift ``dz`` adds to every valid depth and to the
-joints' z; ``joints_3d`` are re-projected from the new keypoints at the new z, so ``joints_3d`` and
-``keypoints_2d`` stay exactly consistent with the intrinsics (scaling the image then means a larger hand at the
-same distance). With ``move=True`` the depth shift moves the scene instead: the image also scales by
-``z / (z + dz)`` about the principal point (``z`` the hand's distance), so a hand moved away looks smaller, as it
-would; the plain shift keeps the image and so shows a hand of another size at the new distance. Depth and mask are resampled with nearest neighbours so no depth that was not measured is
-invented at edges; pixels brought in from outside the frame read 0 (no return). Visibility is the old visibility
-of points that are still inside the frame.
+An in-plane rotation, scale and translation of the image about the principal point is a 2D similarity ``A``; labels move
+with it: ``keypoints' = A(keypoints)``; the depth shift ``dz`` adds to every valid depth and to the joints' z;
+``joints_3d`` are re-projected from the new keypoints at the new z, so ``joints_3d`` and ``keypoints_2d`` stay exactly
+consistent with the intrinsics (scaling the image then means a larger hand at the same distance). With ``move=True`` the
+depth shift moves the scene instead: the image also scales by ``z / (z + dz)`` about the principal point (``z`` the
+hand's distance), so a hand moved away looks smaller, as it would; the plain shift keeps the image and so shows a hand
+of another size at the new distance. Depth and mask are resampled with nearest neighbours so no depth that was not
+measured is invented at edges; pixels brought in from outside the frame read 0 (no return). Visibility is the old
+visibility of points that are still inside the frame.
 """
 
 from __future__ import annotations
