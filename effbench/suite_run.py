@@ -180,8 +180,8 @@ def plan_suite(
     for name in suite.trainable_models():  # profile-only models are profiled and reported, not trained
         n = seeds if seeds is not None else int(seed_spec.get(name, seed_spec.get("default", 1)))
         plan.seeds[name] = n
-        if spec.get("models", {}).get(name):
-            plan.model_train[name] = spec["models"][name]
+        if overrides := spec.get("models", {}).get(name):
+            plan.model_train[name] = overrides
         values = train_values(suite, budget, name, device)
         runs = [{"aux": aux, "seed": seed} for aux in (False, True) for seed in range(n)]
         runs += [{"aux": True, "aux_tasks": task, "seed": seed}

@@ -55,8 +55,8 @@ def make_store(root: Path, seeds: int = 2) -> Path:
                 }  # fmt: skip
                 (root / f"{h}.json").write_text(json.dumps(run))
     manifest = {"suite": "unit", "reference": REFERENCE, "models": list(MODELS), "budget": "quick",
-                "train": {"steps": 100},
-                "model_train": {"tiny_hand": {"lr": 0.02}, "mobilenet_v2_035": {"lr": 0.02}}, "seeds": dict.fromkeys(MODELS, seeds), "device": "cpu", "runs": planned}
+                "train": {"steps": 100}, "model_train": {"tiny_hand": {"lr": 0.02}, "mobilenet_v2_035": {"lr": 0.02}},
+                "seeds": dict.fromkeys(MODELS, seeds), "device": "cpu", "runs": planned}
     (suite_dir / "manifest.json").write_text(json.dumps(manifest))
     return root
 

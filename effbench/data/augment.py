@@ -100,6 +100,7 @@ def augment_batch(
 def _distance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B,) how far each frame's hand is (mean joint z, mm); the median measured depth where there is no hand."""
     depth = batch["depth"].flatten(1).float()
+    # A frame with no measured pixel at all (every one a hole) moves as if it were mid-range.
     median = torch.where(depth > 0, depth, float("nan")).nanmedian(1).values.nan_to_num(500.0)
     if "joints_3d" not in batch:
         return median

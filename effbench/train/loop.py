@@ -262,7 +262,8 @@ class _Run:
             return
         if config.augment:
             from effbench.data import augment_batch
-        physical = {"scale": (1.0, 1.0), "move": True} if config.augment_physical else {}
+
+            physical = {"scale": (1.0, 1.0), "move": True} if config.augment_physical else {}
         train = _to_device(load_split("train", config.train_size, config), device)
         val = _to_device(load_split("val", config.val_size, config), device) if config.val_size > 0 else None
         every = config.eval_interval()
