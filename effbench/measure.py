@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +197,55 @@ def profile_target(target: Target, max_memory_gb: float | None = DEFAULT_LIMIT_G
     from effbench.profiler import profile
 
     return profile(build_checked(target, max_memory_gb), target.input_shape, name=target.name, **options)
+
+
+def profile_targets(
+    targets: list[Target],
+    max_memory_gb: float | None = DEFAULT_LIMIT_GB,
+    *,
+    latency: bool = True,
+    runtimes: tuple[str, ...] = ("eager",),
+    calibration_dir: str | None = None,
+    on_profiled: Callable[[Target], None] | None = None,
+    **options: Any,
+) -> list[Any]:
+    """Profile several targets, then time them together: every model under every runtime in the same interleaved
+    rounds (:func:`effbench.profiler.time_together`), so that their latency ratios cancel the machine's drift.
+
+    Args:
+        targets: What to measure.
+        max_memory_gb: As :func:`profile_target`'s.
+        latency: Time the models (and measure the GEMM roofline) under ``runtimes``.
+        runtimes: Runtime names; one that cannot run a model records why in its profile.
+        calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
+        on_profiled: Called with each target before it is counted (for progress).
+        **options: Passed to :func:`effbench.profiler.profile` (``peers``...).
+
+    Returns:
+        For each target in order, its :class:`effbench.profiler.Profile` (with the warnings raised while it was
+        counted in its ``warnings``), or the exception that stopped it (a model that fails does not stop the others).
+    """
+    from effbench.profiler import default_input, profile, time_together
+
+    out: list[Any] = []
+    timed = []
+    for target in targets:
+        if on_profiled is not None:
+            on_profiled(target)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model = build_checked(target, max_memory_gb)
+                x = default_input(target.input_shape)
+                prof = profile(model, target.input_shape, latency=False, example_input=x, name=target.name, **options)
+            except Exception as err:  # noqa: BLE001 - returned in its place; the other targets go on
+                prof = err
+        for w in caught:  # shown as they would have been, and kept with the model they are about
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        out.append(prof)
+        if not isinstance(prof, Exception):
+            prof.warnings = sorted({str(w.message) for w in caught})
+            timed.append((prof, model, x))
+    if latency and timed:
+        time_together(timed, runtimes=runtimes, calibration_dir=calibration_dir)
+    return out

@@ -38,7 +38,6 @@ import json
 import os
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,39 +240,56 @@ def _data_config_for(name: str, data_config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def profile_model(
-    name: str, *, latency: bool = True, runtimes: tuple[str, ...] = ("eager",), calibration_dir: str | None = None
-) -> ProfileRecord:
-    """Profile a registered model's deployable form; a failure becomes a record with its error, never a raise.
+def profile_models(
+    names: list[str],
+    *,
+    latency: bool = True,
+    runtimes: tuple[str, ...] = ("eager",),
+    calibration_dir: str | None = None,
+    on_profiled: Callable[[str], None] | None = None,
+) -> dict[str, ProfileRecord]:
+    """Profile registered models' deployable forms, timed together (every model under every runtime in the same
+    interleaved rounds, so their ratios cancel the machine's drift); a failure becomes a record with its error,
+    never a raise.
 
     Args:
-        name: The registered model.
-        latency: Time it (and measure the GEMM roofline) under ``runtimes``.
-        runtimes: Runtime names; one that cannot run the model records why in the profile's row.
+        names: The registered models.
+        latency: Time them (and measure the GEMM roofline) under ``runtimes``.
+        runtimes: Runtime names; one that cannot run a model records why in the profile's row.
         calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
+        on_profiled: Called with each name before it is counted (for progress).
 
     Returns:
-        The profile record (:class:`effbench.results.ProfileRecord`): the flat row, the reconciliation with the
-        peer counters by op type and why they differ, the per-op breakdown, the warnings, and where it ran.
+        Name -> its profile record (:class:`effbench.results.ProfileRecord`): the flat row, the reconciliation with
+        the peer counters by op type and why they differ, the per-op breakdown, the warnings, and where it ran.
     """
     from effbench import measure
     from effbench.provenance import provenance
 
-    record: dict[str, Any] = dict.fromkeys(ProfileRecord.__annotations__)  # every field, None until known
-    record.update(schema=SCHEMA, model=name, status="ok")
-    try:
-        target = measure.registered(name)
-        record["input_shape"] = list(target.input_shape)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            prof = measure.profile_target(target, latency=latency, runtimes=runtimes, calibration_dir=calibration_dir)
+    records: dict[str, dict[str, Any]] = {}
+    targets = []
+    for name in names:
+        record = records[name] = dict.fromkeys(ProfileRecord.__annotations__)  # every field, None until known
+        record.update(schema=SCHEMA, model=name, status="ok")
+        try:
+            targets.append(target := measure.registered(name))
+            record["input_shape"] = list(target.input_shape)
+        except Exception as err:  # noqa: BLE001 - recorded below
+            record.update(status="failed", error=error_text(err), traceback=traceback.format_exc(limit=8))
+    profiles = measure.profile_targets(targets, latency=latency, runtimes=runtimes, calibration_dir=calibration_dir,
+                                       on_profiled=on_profiled and (lambda t: on_profiled(t.name)))
+    for target, prof in zip(targets, profiles):
+        record = records[target.name]
+        if isinstance(prof, Exception):  # a model that fails is recorded and the suite goes on
+            tb = "".join(traceback.format_exception(prof, limit=8))
+            record.update(status="failed", error=error_text(prof), traceback=tb)
+            continue
         record.update(profile=prof.as_dict(), reconciliation=prof.reconciliation(), peer_notes=prof.peer_notes(),
-                      by_op=[dataclasses.asdict(row) for row in prof.by_op],
-                      warnings=sorted({str(w.message) for w in caught}))
-    except Exception as err:  # a model that fails is recorded and the suite goes on
-        record.update(status="failed", error=error_text(err), traceback=traceback.format_exc(limit=8))
-    record.update(provenance("cpu"))
-    return record  # type: ignore[return-value]
+                      by_op=[dataclasses.asdict(row) for row in prof.by_op], warnings=prof.warnings)
+    where = provenance("cpu")
+    for record in records.values():
+        record.update(where)
+    return records  # type: ignore[return-value]
 
 
 def frame_cost_ms(name: str, profile: dict[str, Any] | None) -> float:
@@ -439,11 +455,9 @@ def _profile_models(
     names, skipped = runtimes.available(plan.runtimes)
     for line in skipped:
         bar.note(line)
-    profiles = {}
-    for name in plan.models:
-        bar.stage(f"profile {name}")
-        profiles[name] = record = profile_model(name, latency=latency, runtimes=tuple(names or ("eager",)),
-                                                calibration_dir=str(cache))
+    profiles = profile_models(list(plan.models), latency=latency, runtimes=tuple(names or ("eager",)),
+                              calibration_dir=str(cache), on_profiled=lambda name: bar.stage(f"profile {name}"))
+    for name, record in profiles.items():
         results.write_profile(runs_dir, record)
         bar.profile_done(name, record["error"] if record["status"] != "ok" else None)
     return profiles

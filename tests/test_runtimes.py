@@ -1,10 +1,11 @@
 """Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, the exact graph
 passes (input affine folded, non-integer bilinear resize as products) change no output and refuse where they would,
 the timed loop's bound buffers, int8 keeps the soft-argmax head in fp32, a model the exporter refuses is recorded
-with its reason, MLPerf Tiny windows, the roofline, and nothing written under the home folder."""
+with its reason, MLPerf Tiny windows, models timed in interleaved rounds, the roofline, and nothing written under the home folder."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -282,6 +283,70 @@ def test_windows_median_of_medians():
     stats = time_fn(lambda: None, TimingConfig(warmup_s=0, warmup_runs=1, windows=5, budget_s=0, min_runs=10,
                                                max_runs=500))  # fmt: skip
     assert stats.windows == (2, 2, 2, 2, 2)  # min_runs spread over the windows
+
+
+class _DriftingClock:
+    """A machine that slows down as it runs: a call of ``cost`` seconds of work takes ``cost * (1 + 2 t)``."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+    def work(self, cost: float):
+        return lambda: setattr(self, "t", self.t + cost * (1 + 2 * self.t))
+
+
+def test_interleaved_rounds_cancel_the_machines_drift(monkeypatch):
+    from effbench.profiler import latency
+
+    config = TimingConfig(warmup_s=0, warmup_runs=1, windows=5, budget_s=0.05, min_runs=5, max_runs=500)
+    clock = _DriftingClock()
+    monkeypatch.setattr(latency, "time", clock)  # the timed loop reads this clock
+    fast, slow = clock.work(1e-3), clock.work(3e-3)
+    # One after the other, the slow model runs on a slower machine: the ratio is off by the drift.
+    sequential = time_fn(slow, config).median / time_fn(fast, config).median
+    clock.t = 0.0
+    stats = latency.time_interleaved({"fast": fast, "slow": slow}, config)
+    interleaved = stats["slow"].median / stats["fast"].median
+    assert abs(interleaved - 3) < 0.1 < abs(sequential - 3)
+    assert len(stats["fast"].windows) == len(stats["slow"].windows) == 5
+
+
+def test_interleaved_rounds_rotate_and_a_failure_stops_only_its_function():
+    calls: list[str] = []
+
+    def fn(name: str):
+        return lambda: calls.append(name)
+
+    def broken():
+        calls.append("b")
+        if calls.count("b") > 3:  # fails as its second window warms up
+            raise RuntimeError("lost the device")
+
+    from effbench.profiler.latency import time_interleaved
+
+    config = TimingConfig(warmup_s=0, warmup_runs=1, windows=3, budget_s=0, min_runs=3, max_runs=30)
+    stats = time_interleaved({"a": fn("a"), "b": broken, "c": fn("c")}, config)
+    assert isinstance(stats["b"], RuntimeError) and list(stats) == ["a", "b", "c"]
+    assert stats["a"].windows == stats["c"].windows == (1, 1, 1)
+    # After one warm-up run each, every window is one warm-up run and one timed run of the same function.
+    windows = [k for k, _ in itertools.groupby(calls[3:])]
+    assert windows == ["a", "b", "c", "b", "c", "a", "c", "a"]  # each round starts one later; b stopped in round 2
+
+
+def test_models_timed_together_keep_their_own_results():
+    """Two models in one set of rounds: each gets its own latency under each runtime; one the exporter refuses
+    records why and the other is timed."""
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()).eval()
+    x = torch.randn(1, 1, 8, 8)
+    out = rt.measure_together([(conv, x, False), (_Branchy().eval(), x, False)], ["eager", "ort"], threads=2,
+                              timing=FAST)
+    assert out[0]["ort"].latency_1t.runs == 2 and out[0]["ort"].latency_mt.runs == 2 and not out[0]["ort"].error
+    assert out[0]["ort"].max_diff < 1e-5 and out[0]["ort"].file_bytes > 4 * 9 * 4
+    assert out[1]["eager"].latency_1t.runs == 2 and out[1]["ort"].latency_1t is None
+    assert out[1]["ort"].error.startswith("export failed: ")
 
 
 def test_roofline_is_a_rate():

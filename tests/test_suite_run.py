@@ -283,12 +283,13 @@ def test_a_distillation_needs_the_teachers_runs():
         registry._suites.pop("_test_distil_bad", None)
 
 
-def test_the_two_stage_net_trains_on_physical_augmentation_only():
+def test_the_two_stage_net_has_its_own_recipe():
     # Its crop's side comes from the hand's distance: a zoom or a depth shift that keeps the image would show it a
-    # hand whose size does not match its distance. The other models keep the default augmentation (and the hashes
-    # of their stored runs).
+    # hand whose size does not match its distance; its noisy first plateau wants a longer patience. The other models
+    # keep the suite's recipe (and the hashes of their stored runs).
     plan = plan_suite("embedded", budget="full")
     physical = {c.model for c in plan.configs if c.augment_physical}
     assert physical == {"tiny_hand_crop"}
-    assert plan.manifest()["model_train"]["tiny_hand_crop"] == {"augment_physical": True}
+    assert {c.patience for c in plan.configs if c.model != "tiny_hand_crop"} == {6}
+    assert plan.manifest()["model_train"]["tiny_hand_crop"] == {"augment_physical": True, "patience": 12}
     assert plan.manifest()["model_train"]["mobilenet_v2_100"] == {"steps": 12000}

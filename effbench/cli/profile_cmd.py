@@ -6,8 +6,9 @@ named after the factory, at ``--input-shape`` (default 1,1,120,160), exactly as 
 A MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one per output element of every other
 arithmetic op (docs/conventions.md).
 
-Latency is timed under each ``--runtime`` (default eager,ort,ort-int8), every model in this one process run, on 1
-thread and on all threads, with the GEMM roofline of this core measured in the same run; a runtime that is not
+Latency is timed under each ``--runtime`` (default eager,ort,ort-int8), every model in this one process run, in
+interleaved rounds (one timed window of every model and runtime per round, so that their ratios cancel the machine's
+drift), on 1 thread and on all threads, with the GEMM roofline of this core measured in the same run; a runtime that is not
 installed is skipped with a line saying so, one that cannot run a model (an export the exporter refuses) is
 recorded with its reason and the other models go on.
 """
@@ -73,7 +74,7 @@ def runtimes_to_time(text: str) -> list[str]:
 
 
 def _targets(args: argparse.Namespace) -> list[Any]:
-    """The :class:`effbench.measure.Target` of everything asked for; models are built later, one at a time."""
+    """The :class:`effbench.measure.Target` of everything asked for; the models are built when profiled."""
     from effbench import measure, registry
     from effbench.errors import UsageError
 
@@ -90,7 +91,7 @@ def _targets(args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from effbench.errors import UsageError, error_text
-    from effbench.measure import profile_target
+    from effbench.measure import profile_targets
 
     targets = _targets(args)
     names = runtimes_to_time(args.runtime)
@@ -98,18 +99,17 @@ def run(args: argparse.Namespace) -> int:
     in_suite = bool(args.suite) and len(targets) > 1
     rows: list[dict[str, Any]] = []
     profiles = []
-    for target in targets:
-        try:
-            prof = profile_target(target, args.max_memory_gb, latency=latency, peers=not args.no_peers,
-                                  runtimes=names or ("eager",))
-        except Exception as err:
+    results = profile_targets(targets, args.max_memory_gb, latency=latency, peers=not args.no_peers,
+                              runtimes=tuple(names or ("eager",)))
+    for target, prof in zip(targets, results):
+        if isinstance(prof, Exception):
             # A model failing inside a suite is recorded and the suite goes on; a single model's bad input is a
             # usage error.
             if not in_suite:
-                if isinstance(err, UsageError):
-                    raise
-                raise UsageError(f"{target.name}: {error_text(err, 200)}") from err
-            rows.append({"model": target.name, "error": error_text(err, 200)})
+                if isinstance(prof, UsageError):
+                    raise prof
+                raise UsageError(f"{target.name}: {error_text(prof, 200)}") from prof
+            rows.append({"model": target.name, "error": error_text(prof, 200)})
             print(f"error: {target.name}: {rows[-1]['error']}", file=sys.stderr)
             continue
         profiles.append(prof)

@@ -34,34 +34,56 @@ class GateRun:
     notes: list[str] = field(default_factory=list)
 
 
-def _default_profile(
-    model: Any, input_shape: tuple[int, ...], *, latency: bool, runtimes: tuple[str, ...] = ("eager",)
-) -> dict[str, Any]:
-    from effbench.profiler import profile
-
-    return profile(model, input_shape, latency=latency, runtimes=runtimes).as_dict()
-
-
-def profile_model(
-    target: measure.Target, *, latency: bool, runtimes: tuple[str, ...] = ("eager",),
+def profile_models(
+    targets: dict[str, measure.Target], timed: set[str], *, runtimes: tuple[str, ...] = ("eager",),
     profile_fn: ProfileFn | None = None, max_memory_gb: float | None = measure.DEFAULT_LIMIT_GB,
-) -> dict[str, Any]:
-    """Build one model's deployable form and profile it (timed under ``runtimes`` when ``latency``); an error of the
-    model's own becomes an ``error`` field.
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Build each model's deployable form and profile it, the ``timed`` ones under ``runtimes`` too, all timed in
+    the same interleaved rounds (:func:`effbench.measure.profile_targets`) so that their latency ratios cancel the
+    machine's drift; an error of a model's own becomes an ``error`` field.
+
+    Args:
+        targets: Name -> what to build.
+        timed: The names whose latency a budget needs.
+        runtimes: Runtime names to time them under.
+        profile_fn: ``(model, input_shape, latency=, runtimes=) -> row`` to use instead, one model at a time (tests).
+        max_memory_gb: Refuse an input shape whose forward pass needs more (None: no limit).
+        progress: Called with a line per model profiled.
 
     Raises:
         UsageError: A model that rejects its input shape, or whose shape needs more than ``max_memory_gb``.
     """
-    profile_fn = profile_fn or _default_profile
-    try:
-        row = dict(profile_fn(measure.build_checked(target, max_memory_gb), target.input_shape, latency=latency,
-                              runtimes=runtimes))
-    except UsageError:
-        raise  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
-    except Exception as err:  # noqa: BLE001 - a model that fails is reported, the others still get gated
-        return {"input_shape": list(target.input_shape), "error": error_text(err)}
-    row["input_shape"] = list(target.input_shape)
-    return row
+
+    def said(target: measure.Target) -> None:
+        if progress:
+            progress(f"profiling {target.name}{' (with latency)' if target.name in timed else ''}")
+
+    found: dict[str, Any] = {}
+    if profile_fn is None:
+        for with_latency in (True, False):
+            group = [t for n, t in targets.items() if (n in timed) == with_latency]
+            profs = measure.profile_targets(group, max_memory_gb, latency=with_latency, runtimes=runtimes,
+                                            on_profiled=said)
+            found.update({t.name: p if isinstance(p, Exception) else p.as_dict() for t, p in zip(group, profs)})
+    else:
+        for name, target in targets.items():
+            said(target)
+            try:
+                found[name] = dict(profile_fn(measure.build_checked(target, max_memory_gb), target.input_shape,
+                                              latency=name in timed, runtimes=runtimes))
+            except Exception as err:  # noqa: BLE001 - sorted below
+                found[name] = err
+    rows = {}
+    for name, target in targets.items():
+        row = found[name]
+        if isinstance(row, UsageError):
+            raise row  # e.g. an input shape the model rejects: a config error (exit 2), not a grown model
+        if isinstance(row, Exception):  # a model that fails is reported, the others still get gated
+            rows[name] = {"input_shape": list(target.input_shape), "error": error_text(row)}
+        else:
+            rows[name] = {**row, "input_shape": list(target.input_shape)}
+    return rows
 
 
 def baseline_row(row: dict[str, Any], budget: ModelBudget) -> dict[str, Any]:
@@ -151,16 +173,11 @@ def run_gate(
     wanted = [r for r in rt.RUNTIMES if any(r in b.runtimes() for b in model_budgets)] or ["eager"]
     runtimes, skipped = rt.available(wanted)
     notes = [f"{line}: its latency budgets were not checked" for line in skipped]
-    rows: dict[str, dict[str, Any]] = {}
-    for name in to_profile:
-        wants_latency = latency and (
-            (name in gated and gated[name].needs_latency()) or (needs_ratio and name == budgets.reference))
-        if progress:
-            progress(f"profiling {name}{' (with latency)' if wants_latency else ''}")
-        target = by_name.get(name) or measure.registered(name)
-        rows[name] = profile_model(target, latency=wants_latency and bool(runtimes),
-                                   runtimes=tuple(runtimes or ("eager",)), profile_fn=profile_fn,
-                                   max_memory_gb=max_memory_gb)
+    timed = {name for name in to_profile if latency and bool(runtimes) and (
+        (name in gated and gated[name].needs_latency()) or (needs_ratio and name == budgets.reference))}
+    rows = profile_models({name: by_name.get(name) or measure.registered(name) for name in to_profile}, timed,
+                          runtimes=tuple(runtimes or ("eager",)), profile_fn=profile_fn, max_memory_gb=max_memory_gb,
+                          progress=progress)
     add_latency_ratios(rows, budgets.reference if needs_ratio else None)
 
     run = GateRun(GateResult(), budgets_path, baseline_path, notes=notes)

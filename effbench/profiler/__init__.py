@@ -24,7 +24,7 @@ from effbench.profiler.runtimes import RuntimeLatency
 from effbench.results.records import runtime_suffix
 
 __all__ = ["ModuleRow", "OpRow", "Profile", "RuntimeLatency", "Stats", "TimingConfig", "UnsupportedOpWarning",
-           "profile"]
+           "default_input", "profile", "time_together"]
 
 
 class UnsupportedOpWarning(UserWarning):
@@ -72,6 +72,7 @@ class Profile:
     roofline_gmacs: float | None = None  # this process run's fp32 GEMM rate on 1 thread (effbench.profiler.roofline)
     peers: dict[str, peers_mod.PeerCount] = field(default_factory=dict)
     name: str | None = None
+    warnings: list[str] = field(default_factory=list)  # raised while it was counted (measure.profile_targets)
 
     @property
     def latency_1t(self) -> Stats | None:
@@ -284,7 +285,7 @@ def profile(
         UsageError: If the shape is malformed or the model rejects an input of that shape (its error shortened).
     """
     shape = _input_shape(input_shape)
-    x = example_input if example_input is not None else torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x = example_input if example_input is not None else default_input(shape)
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
@@ -316,12 +317,51 @@ def profile(
         if peers:
             result.peers = peers_mod.peer_counts(model, x)
         if latency:
-            names = rt_mod.parse(runtimes)
-            deployed, folded = latency_mod.deployed_copy(model)
-            result.roofline_gmacs = roofline.roofline_gmacs(1)
-            result.runtimes = rt_mod.measure(deployed, x, names, threads=threads or torch.get_num_threads(),
-                                             timing=timing, bn_folded=folded, calibration_dir=calibration_dir)
+            time_together([(result, model, x)], runtimes=runtimes, threads=threads, timing=timing,
+                          calibration_dir=calibration_dir)
         return result
     finally:
         for m, training in modes.items():
             m.training = training
+
+
+def default_input(input_shape: Sequence[int]) -> Tensor:
+    """The input :func:`profile` runs when not given one: seeded standard-normal values of ``input_shape``."""
+    return torch.randn(_input_shape(input_shape), generator=torch.Generator().manual_seed(0))
+
+
+def time_together(
+    entries: Sequence[tuple[Profile, nn.Module, Tensor]],
+    *,
+    runtimes: Sequence[str] = ("eager",),
+    threads: int | None = None,
+    timing: TimingConfig = TimingConfig(),
+    calibration_dir: str | None = None,
+) -> None:
+    """Time several profiled models under ``runtimes`` in the same interleaved rounds
+    (:func:`effbench.profiler.runtimes.measure_together`), into each :class:`Profile`'s ``runtimes`` and
+    ``roofline_gmacs``: the way to compare models in one run, since their ratios then cancel the machine's drift.
+
+    Args:
+        entries: ``(profile, model, input)`` each: a :func:`profile` made with ``latency=False``, the model it
+            profiled (left as it was; timed in eval mode with BatchNorm folded) and the input to time it on.
+        runtimes: Runtime names (:data:`effbench.profiler.runtimes.RUNTIMES`).
+        threads: The "all threads" setting; default: torch's current ``get_num_threads()``.
+        timing: Warm-up and timed-loop lengths.
+        calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
+    """
+    names = rt_mod.parse(runtimes)
+    modes = {m: m.training for _, model, _ in entries for m in model.modules()}
+    try:
+        models = []
+        for _, model, x in entries:
+            deployed, folded = latency_mod.deployed_copy(model.eval())
+            models.append((deployed, x, folded))
+        measured = rt_mod.measure_together(models, names, threads=threads or torch.get_num_threads(), timing=timing,
+                                           calibration_dir=calibration_dir)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    gmacs = roofline.roofline_gmacs(1)
+    for (prof, _, _), result in zip(entries, measured):
+        prof.roofline_gmacs, prof.runtimes = gmacs, result

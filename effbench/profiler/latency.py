@@ -8,19 +8,24 @@ every BatchNorm that follows a convolution folded into it (:func:`deployed_copy`
 too; the other runtimes are in :mod:`effbench.profiler.runtimes`. The defaults keep the cost near one second per
 model and runtime, so a whole suite profiles in a minute or two: the median of a few dozen runs is stable to a few
 percent on an idle machine, and the CV says when it was not. A slow model (or a busy machine) gets at least 5
-timed runs and about a second per thread setting.
+timed runs and about a second per thread setting. Several models are timed in interleaved rounds
+(:func:`time_interleaved`), so that their ratios cancel the machine's drift.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -115,32 +120,81 @@ def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> 
     Each window gets an equal share of the run counts (rounded up, so the totals are minimums) and of the times;
     there are never more windows than ``max_runs``.
     """
-    start = time.perf_counter()
-    runs = 0
-    while runs < config.warmup_runs or (time.perf_counter() - start < config.warmup_s and runs < config.max_runs):
-        fn()
-        runs += 1
+    result = time_interleaved({0: fn}, config)[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def time_interleaved(
+    fns: dict[K, Callable[[], object]], config: TimingConfig = TimingConfig()
+) -> dict[K, Stats | Exception]:
+    """Time several functions in rounds: each round times one window of every function, in an order rotated by one
+    each round; return each one's Stats (of ``config.windows`` windows, as :func:`time_fn`'s).
+
+    Why: a shared machine's speed drifts over seconds (another process starts, the clock throttles). Timed one
+    after the other, two models' ratio carries that drift; timed in the same rounds, each model's windows sample
+    the same moments, so the median of its windows' medians and their ratio cancel it. Each function is warmed up
+    once, and again for ``warmup_runs`` runs before each of its windows (the others have run since and evicted its
+    data from the caches).
+
+    A function that raises is timed no further; its exception is returned in place of its Stats.
+    """
     n_windows = max(1, min(config.windows, config.max_runs))
-    min_runs, min_slow = -(-config.min_runs // n_windows), -(-config.min_runs_slow // n_windows)
-    max_runs = max(1, config.max_runs // n_windows)
-    budget_s, max_s = config.budget_s / n_windows, config.max_s / n_windows
-    samples: list[float] = []
-    sizes: list[int] = []
-    for _ in range(n_windows):
-        window: list[float] = []
-        start = time.perf_counter()
-        while len(window) < max_runs:
-            elapsed = time.perf_counter() - start
-            if len(window) >= min_runs and elapsed >= budget_s:
-                break
-            if len(window) >= min_slow and elapsed >= max_s:
-                break
-            t0 = time.perf_counter()
-            fn()
-            window.append(time.perf_counter() - t0)
-        samples += window
-        sizes.append(len(window))
-    return Stats.from_samples(samples, sizes)
+    share = dataclasses.replace(config, windows=1, min_runs=-(-config.min_runs // n_windows),
+                                min_runs_slow=-(-config.min_runs_slow // n_windows),
+                                max_runs=max(1, config.max_runs // n_windows), budget_s=config.budget_s / n_windows,
+                                max_s=config.max_s / n_windows)
+    out: dict[K, Stats | Exception] = {}
+    samples: dict[K, list[float]] = {k: [] for k in fns}
+    sizes: dict[K, list[int]] = {k: [] for k in fns}
+    for key, fn in fns.items():
+        try:
+            _warm_up(fn, config.warmup_runs, config.warmup_s, config.max_runs)
+        except Exception as err:  # noqa: BLE001 - returned for the caller to record; the others go on
+            out[key] = err
+    keys = list(fns)
+    for r in range(n_windows):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            if key in out:
+                continue
+            try:
+                _warm_up(fns[key], config.warmup_runs, 0.0, config.max_runs)
+                window = _window(fns[key], share)
+            except Exception as err:  # noqa: BLE001
+                out[key] = err
+                continue
+            samples[key] += window
+            sizes[key].append(len(window))
+    for key in keys:
+        out.setdefault(key, Stats.from_samples(samples[key], sizes[key]))
+    return {key: out[key] for key in keys}
+
+
+def _warm_up(fn: Callable[[], object], runs: int, seconds: float, max_runs: int) -> None:
+    """Run ``fn`` at least ``runs`` times and for at least ``seconds`` (at most ``max_runs`` times past ``runs``)."""
+    start = time.perf_counter()
+    done = 0
+    while done < runs or (time.perf_counter() - start < seconds and done < max_runs):
+        fn()
+        done += 1
+
+
+def _window(fn: Callable[[], object], config: TimingConfig) -> list[float]:
+    """One timed window: at least ``min_runs`` runs until ``budget_s`` has passed, or ``min_runs_slow`` runs once
+    ``max_s`` has, at most ``max_runs``; the seconds of each run."""
+    window: list[float] = []
+    start = time.perf_counter()
+    while len(window) < config.max_runs:
+        elapsed = time.perf_counter() - start
+        if len(window) >= config.min_runs and elapsed >= config.budget_s:
+            break
+        if len(window) >= config.min_runs_slow and elapsed >= config.max_s:
+            break
+        t0 = time.perf_counter()
+        fn()
+        window.append(time.perf_counter() - t0)
+    return window
 
 
 class _FoldTracer(torch.fx.Tracer):

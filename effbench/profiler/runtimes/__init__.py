@@ -18,6 +18,7 @@ Runtimes by name:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from effbench.errors import UsageError, closest, error_text
-from effbench.profiler.latency import Stats, TimingConfig, time_fn
+from effbench.profiler.latency import Stats, TimingConfig, time_interleaved
 from effbench.profiler.runtimes.base import Prepared, Runtime, RuntimeFailure, Workspace, flat_outputs
 from effbench.profiler.runtimes.eager import EagerRuntime
 from effbench.profiler.runtimes.executorch import ExecuTorchInt8Runtime, ExecuTorchRuntime
@@ -39,7 +40,7 @@ from effbench.profiler.runtimes.ort_int8 import OrtInt8Runtime
 os.environ.setdefault(TELEMETRY_ENV, "1")
 
 __all__ = ["DEFAULT", "DEPLOYMENT", "RUNTIMES", "Prepared", "Runtime", "RuntimeFailure", "RuntimeLatency",
-           "Workspace", "available", "flat_outputs", "get", "measure", "parse"]  # fmt: skip
+           "Workspace", "available", "flat_outputs", "get", "measure", "measure_together", "parse"]  # fmt: skip
 
 #: Every runtime by name, in the order tables show them.
 RUNTIMES: dict[str, Runtime] = {
@@ -127,7 +128,8 @@ def measure(
     bn_folded: bool = True,
     calibration_dir: str | os.PathLike | None = None,
 ) -> dict[str, RuntimeLatency]:
-    """Time ``model(x)`` under each runtime in ``names``, on 1 and on ``threads`` threads, one after the other.
+    """Time ``model(x)`` under each runtime in ``names``, on 1 and on ``threads`` threads (:func:`measure_together`
+    with one model).
 
     Args:
         model: The deployed model in eval mode (BatchNorm folded: :func:`~effbench.profiler.latency.deployed_copy`);
@@ -142,39 +144,98 @@ def measure(
     Returns:
         Runtime name -> its :class:`RuntimeLatency`; one that could not run says why in ``error``.
     """
-    out: dict[str, RuntimeLatency] = {}
+    return measure_together([(model, x, bn_folded)], names, threads=threads, timing=timing,
+                            calibration_dir=calibration_dir)[0]
+
+
+def measure_together(
+    models: Sequence[tuple[nn.Module, Tensor, bool]],
+    names: Sequence[str],
+    *,
+    threads: int,
+    timing: TimingConfig = TimingConfig(),
+    calibration_dir: str | os.PathLike | None = None,
+) -> list[dict[str, RuntimeLatency]]:
+    """Time several deployed models under each runtime in ``names``, all in the same rounds.
+
+    Every model is prepared under every runtime first (exported, quantized, its outputs compared with eager's); then,
+    on 1 thread and again on ``threads`` threads, every prepared pair is timed window by window in interleaved rounds
+    (:func:`~effbench.profiler.latency.time_interleaved`), so a drift of the machine's speed moves every model's
+    figure alike and their ratios cancel it.
+
+    Args:
+        models: ``(deployed model in eval mode, its input, whether its BatchNorms are folded)`` each (as
+            :func:`measure`'s arguments); they are not changed.
+        names: Runtime names (:data:`RUNTIMES`).
+        threads: The "all threads" setting.
+        timing: The timing protocol, the same for every model and runtime.
+        calibration_dir: Where calibration frames for int8 are cached (default: the system temp folder).
+
+    Returns:
+        For each model in order, runtime name -> its :class:`RuntimeLatency`; one that could not run says why in
+        ``error``.
+    """
+    out: list[dict[str, RuntimeLatency]] = [{} for _ in models]
+    ready: dict[tuple[int, str], tuple[Prepared, Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="effbench-runtime-") as folder:
-        ws = Workspace(model, x, Path(folder), bn_folded,
-                       Path(calibration_dir) if calibration_dir is not None else None)
-        for name in names:
-            out[name] = _measure_one(get(name), ws, threads, timing)
+        for i, (model, x, folded) in enumerate(models):
+            (Path(folder) / str(i)).mkdir()
+            ws = Workspace(model, x, Path(folder) / str(i), folded,
+                           Path(calibration_dir) if calibration_dir is not None else None)
+            for name in names:
+                out[i][name], prepared = _prepare_one(get(name), ws)
+                if prepared is not None:
+                    ready[i, name] = prepared, x
+        for n in dict.fromkeys((1, threads)):
+            _time_round(ready, n, threads, timing, out)
     return out
 
 
-def _measure_one(runtime: Runtime, ws: Workspace, threads: int, timing: TimingConfig) -> RuntimeLatency:
+def _prepare_one(runtime: Runtime, ws: Workspace) -> tuple[RuntimeLatency, Prepared | None]:
+    """The runtime's record of one model so far (version, file size, difference from eager), and the prepared model
+    to time (None when it cannot run it: the record says why)."""
     result = RuntimeLatency(runtime.name)
     why = runtime.missing()
     if why is not None:
         result.error = f"not installed: {why}"
-        return result
+        return result, None
     result.version = runtime.version()
     try:
         prepared = runtime.prepare(ws)
         result.file_bytes, result.bn_folded = prepared.file_bytes, prepared.bn_folded
         if runtime.name != "eager":
             result.max_diff = max_difference(prepared.run(ws.example), ws.reference_outputs())
-        for n in prepared.thread_counts(threads):
-            with prepared.runner(ws.example, n) as call:
-                stats = time_fn(call, timing)
+    except Exception as err:  # noqa: BLE001 - a runtime failing on one model is recorded; the others go on
+        result.error = _reason(err)
+        return result, None
+    return result, prepared
+
+
+def _time_round(ready: dict[tuple[int, str], tuple[Prepared, Tensor]], n: int, threads: int, timing: TimingConfig,
+                out: list[dict[str, RuntimeLatency]]) -> None:
+    """Time every prepared model that runs on ``n`` threads, interleaved, into ``out``."""
+    with contextlib.ExitStack() as stack:
+        calls = {}
+        for (i, name), (prepared, x) in ready.items():
+            if n not in prepared.thread_counts(threads) or out[i][name].error:
+                continue
+            try:  # every runner on n threads at once: eager's sets torch's (global) thread count, all to the same n
+                calls[i, name] = stack.enter_context(prepared.runner(x, n))
+            except Exception as err:  # noqa: BLE001
+                out[i][name].error = _reason(err)
+        for (i, name), stats in time_interleaved(calls, timing).items():
+            result = out[i][name]
+            if isinstance(stats, Exception):
+                result.error = _reason(stats)
+                continue
             if n == 1:
                 result.latency_1t = stats
             if n == threads:
                 result.latency_mt, result.threads_mt = stats, threads
-    except RuntimeFailure as err:
-        result.error = str(err)
-    except Exception as err:  # noqa: BLE001 - a runtime failing on one model is recorded; the others go on
-        result.error = error_text(err, 300)
-    return result
+
+
+def _reason(err: Exception) -> str:
+    return str(err) if isinstance(err, RuntimeFailure) else error_text(err, 300)
 
 
 def max_difference(outputs: dict[str, Tensor], reference: dict[str, Tensor]) -> float | None:
