@@ -183,22 +183,6 @@ def build_checked(target: Target, max_memory_gb: float | None = DEFAULT_LIMIT_GB
     return model
 
 
-def profile_target(target: Target, max_memory_gb: float | None = DEFAULT_LIMIT_GB, **options: Any) -> Any:
-    """Build the target's deployable form and profile it at its input shape.
-
-    Args:
-        target: What to measure.
-        max_memory_gb: Refuse an input shape whose forward pass needs more (:func:`build_checked`); None: no limit.
-        **options: Passed to :func:`effbench.profiler.profile` (``latency``, ``peers``...).
-
-    Returns:
-        The :class:`effbench.profiler.Profile`, named after the target.
-    """
-    from effbench.profiler import profile
-
-    return profile(build_checked(target, max_memory_gb), target.input_shape, name=target.name, **options)
-
-
 def profile_targets(
     targets: list[Target],
     max_memory_gb: float | None = DEFAULT_LIMIT_GB,
@@ -206,20 +190,20 @@ def profile_targets(
     latency: bool = True,
     runtimes: tuple[str, ...] = ("eager",),
     calibration_dir: str | None = None,
+    peers: bool = True,
     on_profiled: Callable[[Target], None] | None = None,
-    **options: Any,
 ) -> list[Any]:
     """Profile several targets, then time them together: every model under every runtime in the same interleaved
     rounds (:func:`effbench.profiler.time_together`), so that their latency ratios cancel the machine's drift.
 
     Args:
         targets: What to measure.
-        max_memory_gb: As :func:`profile_target`'s.
+        max_memory_gb: Refuse an input shape whose forward pass needs more (:func:`build_checked`); None: no limit.
         latency: Time the models (and measure the GEMM roofline) under ``runtimes``.
         runtimes: Runtime names; one that cannot run a model records why in its profile.
         calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
+        peers: Also run fvcore, thop and torch's FlopCounterMode on each model.
         on_profiled: Called with each target before it is counted (for progress).
-        **options: Passed to :func:`effbench.profiler.profile` (``peers``...).
 
     Returns:
         For each target in order, its :class:`effbench.profiler.Profile` (with the warnings raised while it was
@@ -237,7 +221,7 @@ def profile_targets(
             try:
                 model = build_checked(target, max_memory_gb)
                 x = default_input(target.input_shape)
-                prof = profile(model, target.input_shape, latency=False, example_input=x, name=target.name, **options)
+                prof = profile(model, target.input_shape, latency=False, peers=peers, example_input=x, name=target.name)
             except Exception as err:  # noqa: BLE001 - returned in its place; the other targets go on
                 prof = err
         for w in caught:  # shown as they would have been, and kept with the model they are about

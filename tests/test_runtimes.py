@@ -1,7 +1,8 @@
 """Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, the exact graph
 passes (input affine folded, non-integer bilinear resize as products) change no output and refuse where they would,
 the timed loop's bound buffers, int8 keeps the soft-argmax head in fp32, a model the exporter refuses is recorded
-with its reason, MLPerf Tiny windows, models timed in interleaved rounds, the roofline, and nothing written under the home folder."""
+with its reason, MLPerf Tiny windows, models timed in interleaved rounds, the roofline, and nothing written under
+the home folder."""
 
 from __future__ import annotations
 

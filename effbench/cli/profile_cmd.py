@@ -7,10 +7,10 @@ A MAC is one multiply-accumulate of conv/linear/matmul; FLOPs = 2 x MACs + one p
 arithmetic op (docs/conventions.md).
 
 Latency is timed under each ``--runtime`` (default eager,ort,ort-int8), every model in this one process run, in
-interleaved rounds (one timed window of every model and runtime per round, so that their ratios cancel the machine's
-drift), on 1 thread and on all threads, with the GEMM roofline of this core measured in the same run; a runtime that is not
-installed is skipped with a line saying so, one that cannot run a model (an export the exporter refuses) is
-recorded with its reason and the other models go on.
+interleaved rounds (one timed window of every model and runtime per round, so that their ratios cancel the
+machine's drift), on 1 thread and on all threads, with the GEMM roofline of this core measured in the same run; a
+runtime that is not installed is skipped with a line saying so, one that cannot run a model (an export the exporter
+refuses) is recorded with its reason and the other models go on.
 """
 
 from __future__ import annotations
