@@ -191,6 +191,7 @@ def profile_targets(
     runtimes: tuple[str, ...] = ("eager",),
     calibration_dir: str | None = None,
     peers: bool = True,
+    timing: Any = None,
     on_profiled: Callable[[Target], None] | None = None,
 ) -> list[Any]:
     """Profile several targets, then time them together: every model under every runtime in the same interleaved
@@ -203,13 +204,14 @@ def profile_targets(
         runtimes: Runtime names; one that cannot run a model records why in its profile.
         calibration_dir: Where int8 calibration frames are cached (default: the system temp folder).
         peers: Also run fvcore, thop and torch's FlopCounterMode on each model.
+        timing: The timing protocol (:class:`effbench.profiler.TimingConfig`; default its defaults).
         on_profiled: Called with each target before it is counted (for progress).
 
     Returns:
         For each target in order, its :class:`effbench.profiler.Profile` (with the warnings raised while it was
         counted in its ``warnings``), or the exception that stopped it (a model that fails does not stop the others).
     """
-    from effbench.profiler import default_input, profile, time_together
+    from effbench.profiler import TimingConfig, default_input, profile, time_together
 
     out: list[Any] = []
     timed = []
@@ -231,5 +233,5 @@ def profile_targets(
             prof.warnings = sorted({str(w.message) for w in caught})
             timed.append((prof, model, x))
     if latency and timed:
-        time_together(timed, runtimes=runtimes, calibration_dir=calibration_dir)
+        time_together(timed, runtimes=runtimes, timing=timing or TimingConfig(), calibration_dir=calibration_dir)
     return out
