@@ -107,6 +107,21 @@ def test_runtimes_table_and_json(tiny_model, capsys):
     assert row["latency_ms_1t"] is None and "latency_ms_1t_ort_int8" not in row  # only the runtimes asked for
 
 
+def test_reference_column_divides_by_the_named_model(tiny_model, capsys):
+    args = ["profile", "--model", tiny_model, "--model", "tiny_hand", "--no-peers", "--runtime", "ort"]
+    assert main([*args, "--reference", "tiny_hand"]) == 0
+    out = capsys.readouterr().out
+    assert "x ref: the median over tiny_hand's under the same runtime, same run" in out
+    rows = {line.split()[0]: line.split() for line in out[out.index("latency by runtime"):].splitlines()[3:]
+            if line.split() and line.split()[1] == "ort"}
+    assert rows["tiny_hand"][5] == "1.000"  # ms 1t, CV, Hz, then x ref
+    hz = {name: float(row[4].replace(",", "")) for name, row in rows.items()}  # more digits than ms
+    assert float(rows[tiny_model][5]) == pytest.approx(hz["tiny_hand"] / hz[tiny_model], rel=0.05, abs=1e-3)
+    assert main([*args, "--reference", "tiny_hnd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --reference 'tiny_hnd' is not among the profiled models; closest: tiny_hand"
+
+
 def test_a_missing_runtime_is_skipped_with_a_line(tiny_model, capsys, monkeypatch):
     from effbench.profiler import runtimes
 

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", metavar="NAMES", default=",".join(_default_runtimes()),
                    help="comma-separated runtimes to time: eager, ort (ONNX Runtime fp32), ort-int8 (static int8), "
                    "executorch, executorch-int8 (XNNPACK; pip install -e '.[executorch]') (default: %(default)s)")
+    p.add_argument("--reference", metavar="NAME",
+                   help="the profiled model that the runtime table's 'x ref' column divides by (default: the "
+                   "suite's reference with --suite)")
     p.add_argument("--no-peers", action="store_true", help="skip fvcore, thop and torch FlopCounterMode")
     p.set_defaults(run=run)
 
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from effbench.measure import profile_targets
 
     targets = _targets(args)
+    reference = _reference(args, targets)
     names = runtimes_to_time(args.runtime)
     latency = bool(names) and not args.no_latency
     in_suite = bool(args.suite) and len(targets) > 1
@@ -126,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
         print(summary_table(rows))
         print(table_notes(rows))
         if latency and any(name != "eager" for name in names):
-            reference = _reference(args)
             print(f"\nlatency by runtime (batch 1, median of windows; x ref: the median over {reference}'s under the "
                   "same runtime, same run)" if reference else "\nlatency by runtime (batch 1, median of windows)")
             print(runtime_table(rows, names, reference))
@@ -135,13 +138,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if len(profiles) < len(targets) else 0
 
 
-def _reference(args: argparse.Namespace) -> str | None:
-    """The suite's reference model when ``--suite`` names one, else None."""
-    if not args.suite:
-        return None
+def _reference(args: argparse.Namespace, targets: list[Any]) -> str | None:
+    """``--reference``, checked to be one of the profiled models; else the suite's reference with ``--suite``."""
     from effbench import registry
+    from effbench.errors import UsageError, closest
 
-    return registry.get_suite(args.suite).reference
+    names = [t.name for t in targets]
+    if args.reference is not None:
+        if args.reference not in names:
+            raise UsageError(f"--reference {args.reference!r} is not among the profiled models; "
+                             f"{closest(args.reference, names)}")
+        return args.reference
+    return registry.get_suite(args.suite).reference if args.suite else None
 
 
 def runtime_table(rows: list[dict[str, Any]], names: list[str], reference: str | None = None) -> str:
