@@ -335,6 +335,7 @@ def test_interleaved_rounds_rotate_and_a_failure_stops_only_its_function():
     # After one warm-up run each, every window is one warm-up run and one timed run of the same function.
     windows = [k for k, _ in itertools.groupby(calls[3:])]
     assert windows == ["a", "b", "c", "b", "c", "a", "c", "a"]  # each round starts one later; b stopped in round 2
+    assert time_interleaved({}, config) == {}  # nothing left to time (every runtime failed to prepare)
 
 
 def test_models_timed_together_keep_their_own_results():

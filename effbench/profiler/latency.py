@@ -121,7 +121,7 @@ def time_fn(fn: Callable[[], object], config: TimingConfig = TimingConfig()) -> 
     there are never more windows than ``max_runs``.
     """
     result = time_interleaved({0: fn}, config)[0]
-    if isinstance(result, BaseException):
+    if isinstance(result, Exception):
         raise result
     return result
 
@@ -140,6 +140,8 @@ def time_interleaved(
 
     A function that raises is timed no further; its exception is returned in place of its Stats.
     """
+    if not fns:
+        return {}
     n_windows = max(1, min(config.windows, config.max_runs))
     share = dataclasses.replace(config, windows=1, min_runs=-(-config.min_runs // n_windows),
                                 min_runs_slow=-(-config.min_runs_slow // n_windows),
