@@ -48,8 +48,9 @@ COUNTING_RULES = (
 #: The latency sentence of the counting rules when a deployment runtime's latency is shown.
 LATENCY_RULE_RUNTIME = (
     "Latency: batch 1, after warm-up, the median of five timed windows' medians (MLPerf Tiny single-stream), on 1 "
-    "thread, under the latency runtime named below (eager PyTorch and other runtimes as extra columns); ratios to the "
-    "reference come from the same run."
+    "thread, under the latency runtime named below (eager PyTorch and other runtimes as extra columns); every model "
+    "timed in the same run, in interleaved rounds (one window of each per round), so ratios to the reference cancel "
+    "the machine's drift."
 )
 
 
