@@ -202,6 +202,14 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     (``tiny_hand_hm4``) 0.122-0.212 ms, 13.6-28.5x, in the same runs. Eager PyTorch 1.4-2.5 ms (it runs
     depthwise convolutions slowly).
 
+    Timed in interleaved rounds with mobilenet_v2_100 (the profiler's protocol since 2026-12-01): 25.1-26.2x under ONNX
+    Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its roofline time), 27.1x in the embedded
+    report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs (0.114-0.204 ms); the dense layout
+    (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. Untrained variants in the same rounds show what 30x
+    under ONNX Runtime would cost: four DS blocks at 1/16 27.7x, three 29.6x, none at 1/8 28.7x (against 26.4x); fewer,
+    wider blocks are slower, not faster (three at 80 channels 24.5x against 23.7x), so it means giving up depth that the
+    A/B runs below say carries accuracy.
+
     Why (A/B runs: tiny_hand with auxiliary tasks, seed 0, 8,192 training frames, batch 32, cosine schedule,
     test split of 1,024 frames; the net underfits, training-frame EPE equals test EPE):
       * Heatmaps at 1/8, not 1/4 (``tiny_hand_hm4`` is the earlier layout): after 4,000 steps 9.07 against 9.34 px
@@ -307,16 +315,17 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         data, were what it lacked. Not the fix: a temperature on either soft-argmax at test time (x1.25-2 on the logits:
         5.24-5.50 px against 5.28).
       * Not free at deployment: ONNX Runtime (fp32, 1 thread, batch 1, on a 2-core Xeon) 0.30-0.32 ms against
-        tiny_hand's 0.10-0.17 ms in three process runs while two trainings ran, 0.455 against 0.103 ms in the
-        previous report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time.
-        Its graph has 139 nodes against 50: the locator's 8 convolutions and the small ops of the crop, the
-        relative depth and the two soft-argmaxes, each a few microseconds whatever its size (a GridSample crop
-        alone took ~200 us; a gather from a padded frame takes the same pixels); 0.504 ms in the earlier report's
-        profile. This form (the 1/8 locator): 0.254 ms against tiny_hand's 0.118 and mobilenet_v2_100's 2.70 ms,
-        timed in seven interleaved rounds in one process (0.663 ms in the report's profile, which times one model
-        after the other). int8 (ONNX Runtime, the input's preprocessing and stems in fp32) costs 0.2-0.7% EPE over
-        the earlier form's six converged runs; with the cropped millimetres quantized it cost 16-17%, with only the
-        stems reading int8 up to 48% (seed 1, aux off).
+        tiny_hand's 0.10-0.17 ms in three process runs while two trainings ran, 0.455 against 0.103 ms in the previous
+        report's profile with training stopped (absolute depth): 2,200-3,300 Hz, 3-4x tiny_hand's time. Its graph has
+        139 nodes against 50: the locator's 8 convolutions and the small ops of the crop, the relative depth and the two
+        soft-argmaxes, each a few microseconds whatever its size (a GridSample crop alone took ~200 us; a gather from a
+        padded frame takes the same pixels); 0.504 ms in the earlier report's profile. This form (the 1/8 locator):
+        0.254 ms against tiny_hand's 0.118 and mobilenet_v2_100's 2.70 ms, timed in seven interleaved rounds in one
+        process (0.663 ms in a report's profile that timed one model after the other; 0.502 ms, 8.2x mobilenet_v2_100,
+        in the embedded report's interleaved profile, whose rounds also run eager and int8 windows; under ExecuTorch
+        XNNPACK 1.6 ms, not looked into). int8 (ONNX Runtime, the input's preprocessing and stems in fp32) costs
+        0.2-0.7% EPE over the earlier form's six converged runs; with the cropped millimetres quantized it cost 16-17%,
+        with only the stems reading int8 up to 48% (seed 1, aux off).
     """
     cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)
