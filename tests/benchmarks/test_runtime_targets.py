@@ -32,11 +32,11 @@ def figures() -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"hz": [], "ratio": [], "roofline_multiple": []}
     targets = [registered(MODEL), registered(REFERENCE)]
     for _ in range(REPEATS):
-        tiny, ref = profile_targets(targets, latency=True, runtimes=("ort",), peers=False, timing=TIMING)
-        t, r = tiny.runtimes["ort"].latency_1t.median, ref.runtimes["ort"].latency_1t.median
-        out["hz"].append(1.0 / t)
-        out["ratio"].append(r / t)
-        out["roofline_multiple"].append(t / (tiny.macs / (tiny.roofline_gmacs * 1e9)))
+        tiny, ref = (p.as_dict() for p in profile_targets(targets, latency=True, runtimes=("ort",), peers=False,
+                                                           timing=TIMING))
+        out["hz"].append(tiny["hz_1t_ort"])
+        out["ratio"].append(ref["latency_ms_1t_ort"] / tiny["latency_ms_1t_ort"])
+        out["roofline_multiple"].append(1.0 / tiny["roofline_frac_1t_ort"])  # its time over its MACs' roofline time
     for key, values in out.items():
         print(f"\n{MODEL} under ort, {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, max "
               f"{max(values):.2f}, {REPEATS} rounds)")

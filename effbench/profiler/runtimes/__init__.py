@@ -187,7 +187,7 @@ def measure_together(
                 if prepared is not None:
                     ready[i, name] = prepared, x
         for n in dict.fromkeys((1, threads)):
-            _time_round(ready, n, threads, timing, out)
+            _time_on_threads(ready, n, threads, timing, out)
     return out
 
 
@@ -211,7 +211,7 @@ def _prepare_one(runtime: Runtime, ws: Workspace) -> tuple[RuntimeLatency, Prepa
     return result, prepared
 
 
-def _time_round(ready: dict[tuple[int, str], tuple[Prepared, Tensor]], n: int, threads: int, timing: TimingConfig,
+def _time_on_threads(ready: dict[tuple[int, str], tuple[Prepared, Tensor]], n: int, threads: int, timing: TimingConfig,
                 out: list[dict[str, RuntimeLatency]]) -> None:
     """Time every prepared model that runs on ``n`` threads, interleaved, into ``out``."""
     with contextlib.ExitStack() as stack:
