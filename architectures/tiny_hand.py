@@ -202,13 +202,19 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     (``tiny_hand_hm4``) 0.122-0.212 ms, 13.6-28.5x, in the same runs. Eager PyTorch 1.4-2.5 ms (it runs
     depthwise convolutions slowly).
 
-    Timed in interleaved rounds with mobilenet_v2_100 (the profiler's protocol since 2026-12-01): 25.1-26.2x under ONNX
-    Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its roofline time), 27.1x in the embedded
-    report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs (0.114-0.204 ms); the dense layout
-    (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. Untrained variants in the same rounds show what 30x
-    under ONNX Runtime would cost: four DS blocks at 1/16 27.7x, three 29.6x, none at 1/8 28.7x (against 26.4x); fewer,
-    wider blocks are slower, not faster (three at 80 channels 24.5x against 23.7x), so it means giving up depth that the
-    A/B runs below say carries accuracy.
+    Timed in interleaved rounds with mobilenet_v2_100 (the profiler's protocol since 2026-12-01): on the 2-core Xeon,
+    25.1-26.2x under ONNX Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its roofline time),
+    27.1x in the embedded report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs (0.114-0.204 ms); the
+    dense layout (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. On an idle 2-core AMD EPYC with AVX-512
+    (2026-12-02, five repeats): 28.8x median (26.8-35.8x), 10,600 Hz, 1.2x its roofline time.
+
+    What 30x under ONNX Runtime would cost, measured both ways (untrained variants timed in the same rounds, idle AMD
+    EPYC, four rounds; test EPE after 4,000 steps, the A/B recipe below, against 9.02 px for this net, trained
+    alongside): tier 1 at 16 channels instead of 24 is ~20% faster (34.6x against 27.8x median), because ONNX Runtime's
+    blocked layout works in blocks of 16 channels on AVX-512 and runs 24 as 32, but reads 9.52 px (+5.6%); four DS
+    blocks at 1/16 ~5% faster, 9.35 px (+3.7%); no block at 1/8 ~8% faster, 10.02 px (+11%). On the Xeon: three blocks
+    at 1/16 29.6x against 26.4x; fewer, wider blocks slower, not faster (three at 80 channels 24.5x against 23.7x).
+    Every faster layout found gives up accuracy, so this one is kept.
 
     Why (A/B runs: tiny_hand with auxiliary tasks, seed 0, 8,192 training frames, batch 32, cosine schedule,
     test split of 1,024 frames; the net underfits, training-frame EPE equals test EPE):
