@@ -53,7 +53,9 @@ def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     build_report(root, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     # tiny_hand (aux on: 7 - 0.5 + 0.1 x seed) 6.6 against mobilenet_v2_100 9.1: 0.73x; every pair differs by -0.5.
-    assert "`tiny_hand` 6.60 px EPE against `mobilenet_v2_100` 9.10 px, **0.73x** its error." in md
+    assert ("`tiny_hand` 6.60 px EPE against `mobilenet_v2_100` 9.10 px, **0.73x** its error. Not converged: "
+            "`tiny_hand`'s (1 of 1) aux-on runs stopped at their step cap still improving, so this ratio is an upper "
+            "bound on the converged one.") in md
     assert "- `tiny_hand`: -0.50 px (-7.0%), 95% CI [-0.50, -0.50], 3 seed(s)" in md
     ablation = read_table(md, "### Which auxiliary task buys what (ablation)")
     assert [(r["aux"], r["EPE px"], r["handedness acc %"]) for r in ablation] == [
@@ -69,6 +71,25 @@ def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     # int8: 6.3 against 6.0 px is 5% worse, over the 2% tolerance.
     int8 = read_table(md, "### The deployed model in int8")
     assert [(r["model"], r["change"], r["loses > 2%"]) for r in int8] == [("tiny_hand", "+5.0%", "**yes**")]
+
+
+def _run(model: str, aux: bool, epes: tuple[float, ...], status: str = "ok") -> dict:
+    """A record whose curve has one validation point per 20 steps."""
+    return {"config": {"model": model, "aux": aux, "seed": 0, "steps": 20 * len(epes)}, "status": status,
+            "metrics": {}, "curve": [{"step": 20 * (i + 1), "val_epe_px": e} for i, e in enumerate(epes)]}
+
+
+def test_the_ratio_says_which_way_an_unconverged_run_moves_it():
+    falling, flat = (9.0, 8.0, 7.0, 6.9, 6.0), (9.0, 8.0, 7.0, 6.0, 6.0)  # last fifth 13% below the fourth; 0%
+    ref_falls = [_run("tiny", True, flat), _run("ref", True, falling), _run("ref", True, flat)]
+    assert claims.ratio_caveat(ref_falls, "tiny", "ref") == (
+        "Not converged: `ref`'s (1 of 2) aux-on runs stopped at their step cap still improving, so this ratio is a "
+        "lower bound on the converged one.")
+    both = ref_falls + [_run("tiny", True, falling)]
+    assert claims.ratio_caveat(both, "tiny", "ref").endswith("so the converged ratio may lie either side of this one.")
+    # aux-off runs, failed runs and converged ones do not qualify the ratio
+    others = [_run("tiny", False, falling), _run("ref", True, falling, status="failed"), _run("ref", True, flat)]
+    assert claims.ratio_caveat(others, "tiny", "ref") == ""
 
 
 def test_distilled_runs_have_their_own_row_and_claim_line(tmp_path):

@@ -346,7 +346,7 @@ def render_markdown(
     if line:
         lines += [line, ""]
     if ref and store.models and store.models[0] != ref:
-        lines += claims.claim_lines(frame, store.models[0], ref)
+        lines += claims.claim_lines(frame, store.models[0], ref, store.runs)
     lines += ["## Cost of the deployable models", "", tables.to_markdown(tables.cost_table(frame, view.cost_columns)), ""]
     if ref:
         lines += [f"## Cost relative to `{ref}` (same run)", ""]

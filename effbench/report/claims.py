@@ -82,17 +82,19 @@ def _mean_of(frame: pd.DataFrame, model: str, setting: str, key: str) -> float |
     return float(np.mean(values)) if values else None
 
 
-def claim_lines(frame: pd.DataFrame, tiny: str, reference: str) -> list[str]:
+def claim_lines(frame: pd.DataFrame, tiny: str, reference: str, runs: list[dict[str, Any]] = ()) -> list[str]:
     """The claim and our answer: the tiny net's EPE as a ratio of the reference's (both with aux) and the aux effect
-    on each, from the runs of this store (whatever budget they had; the header says which)."""
+    on each, from the runs of this store (whatever budget they had; the header says which). ``runs`` (the store's
+    records) say whether the runs behind the ratio had converged (:func:`ratio_caveat`)."""
     ours, ref = _mean_of(frame, tiny, "on", "test_epe_px"), _mean_of(frame, reference, "on", "test_epe_px")
     if ours is None or ref is None:
         return []
+    caveat = ratio_caveat(runs, tiny, reference)
     lines = [
         "## The claim, measured",
         "",
         f"The seed paper claims that {CLAIM}. Here, with auxiliary tasks: `{tiny}` {ours:.2f} px EPE against "
-        f"`{reference}` {ref:.2f} px, **{ours / ref:.2f}x** its error.",
+        f"`{reference}` {ref:.2f} px, **{ours / ref:.2f}x** its error.{' ' + caveat if caveat else ''}",
         "",
         "Aux effect (paired over seeds: same seed and data, aux on - aux off, test EPE):",
         "",
@@ -106,6 +108,24 @@ def claim_lines(frame: pd.DataFrame, tiny: str, reference: str) -> list[str]:
                       f"with aux {distilled:.2f} px, **{distilled / ref:.2f}x** `{reference}`'s error. Distillation "
                       f"effect (paired, distilled - aux on): {effect}."]
     return lines + [""]
+
+
+def ratio_caveat(runs: list[dict[str, Any]], tiny: str, reference: str) -> str:
+    """What the ratio of the two models' aux-on EPE is worth when some of their runs ended still improving: such a
+    run's model would read lower converged, so a still-improving reference makes the ratio a lower bound on the
+    converged one and a still-improving tiny net an upper bound (both: neither). Empty when none is."""
+    finished = convergence_rows([r for r in runs if r.get("status") == "ok"])
+    flagged = {}
+    for name in (tiny, reference):
+        rows = [r for r in finished if r["model"] == name and r["aux"] == "on"]
+        if any(r["still improving"] for r in rows):
+            flagged[name] = f"{sum(bool(r['still improving']) for r in rows)} of {len(rows)}"
+    if not flagged:
+        return ""
+    which = " and ".join(f"`{name}`'s ({n})" for name, n in flagged.items())
+    tail = ("the converged ratio may lie either side of this one" if len(flagged) == 2 else
+            f"this ratio is {'a lower' if reference in flagged else 'an upper'} bound on the converged one")
+    return f"Not converged: {which} aux-on runs stopped at their step cap still improving, so {tail}."
 
 
 def ablation_table(frame: pd.DataFrame) -> pd.DataFrame:
