@@ -26,7 +26,7 @@ class TinyHandConfig:
     """The knobs the ablations turn."""
 
     stem_channels: int = 16  # at 1/4: the stem's output, the decoder's output and its last skip
-    channels: tuple[int, int] = (32, 48)  # at 1/8 (tier 1) and 1/16 (tier 2); multiples of 16 (see tiny_hand)
+    channels: tuple[int, int] = (24, 64)  # at 1/8 (tier 1) and 1/16 (tier 2)
     blocks8: int = 1  # residual depthwise-separable blocks at 1/8
     dilations: tuple[int, ...] = (1, 1, 1, 1, 1)  # one residual depthwise-separable block at 1/16 per entry
     early_stride: int = 4  # 4: one 4x4 patch stem to 1/4; 2: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv
@@ -122,9 +122,6 @@ class TinyHandDecoder(nn.Module):
 
 #: Channels at 1/16 of the earlier dense layout (``tiny_hand_dense``).
 DENSE_WIDTH = 48
-#: The earlier widths, 24 at 1/8 and 64 at 1/16: the earlier layouts (``tiny_hand_hm4``, ``tiny_hand_dense``) and the
-#: two-stage net's keypoint network, whose runs were trained with them, keep them.
-WIDTHS_24_64 = TinyHandConfig(channels=(24, 64))
 
 
 class DenseTier2Unit(nn.Module):
@@ -188,49 +185,52 @@ def _create_tiny_hand(cfg: TinyHandConfig = TinyHandConfig(), *, dense: bool = F
     return HandPoseNet(net, encoder_channels=deep, decoder_channels=cfg.decoder_channels)
 
 
-@register_model(params=27_992, macs=3_285_600)
+@register_model(params=36_320, macs=3_478_400)
 def tiny_hand(**kwargs) -> HandPoseNet:
-    """The tiny hand-pose net: 28k parameters, 3.3 M MACs (6.9 MFLOPs) at 120 x 160 (deployable form): 1.2% of
-    mobilenet_v2_100's parameters and 2.7% of its FLOPs.
+    """The tiny hand-pose net: 36k parameters, 3.5 M MACs (7.3 MFLOPs) at 120 x 160 (deployable form): 1.6% of
+    mobilenet_v2_100's parameters and 2.9% of its FLOPs.
 
     Layout (ours; the paper's layer list is not public): depth clamped at 1 m and normalised; a 4x4 stride-4 patch
-    stem to 1/4 (16 ch); tier 1, a 2x2 stride-2 conv to 1/8 (32 ch) and one residual depthwise-separable (DS) block;
-    tier 2, a 2x2 stride-2 conv to 1/16 (48 ch) and five residual DS blocks; a decoder that projects tier 2 (1x1),
+    stem to 1/4 (16 ch); tier 1, a 2x2 stride-2 conv to 1/8 (24 ch) and one residual depthwise-separable (DS) block;
+    tier 2, a 2x2 stride-2 conv to 1/16 (64 ch) and five residual DS blocks; a decoder that projects tier 2 (1x1),
     upsamples it bilinearly to 1/8, adds tier 1 and refines with a DS 3x3; a 1x1 heatmap conv at 1/8 and the
     soft-argmax. The auxiliary heads read tier 2 (pooled) and the decoder's output (mask).
 
-    Widths in multiples of 16 (since 2026-12-02; were 24 at 1/8 and 64 at 1/16, ``WIDTHS_24_64``): ONNX Runtime's
-    blocked (NCHWc) layout works in blocks of 16 channels on AVX-512 and ran the 24-channel layers as 32, so the
-    MACs moved from 1/16 to 1/8 are free there. Untrained, timed in interleaved rounds with mobilenet_v2_100 (ONNX
-    Runtime fp32, 1 thread, idle 2-core AMD EPYC, four rounds): 0.063-0.090 ms against 0.078-0.098 ms, ~10% faster,
-    32.5-40.5x against 30.1-32.7x; 3.29 against 3.48 M MACs. After 4,000 steps (the A/B recipe below, seeds 0 and
-    1): 9.04 / 9.36 px against 9.02 / 9.24 (+0.8%, within the seed spread; validation 9.51 / 9.47 against 9.28 /
-    9.57).
+    Deployed (1 thread, batch 1, seven process runs on a noisy shared 2-core Xeon with training stopped,
+    2026-12-01): ONNX Runtime fp32 0.100-0.159 ms, most runs 0.100-0.114 ms (8,800-10,000 Hz, 40-50% of the
+    measured GEMM roofline), 22.7-37.3x faster than mobilenet_v2_100 there (median 29x); the earlier layout
+    (``tiny_hand_hm4``) 0.122-0.212 ms, 13.6-28.5x, in the same runs. Eager PyTorch 1.4-2.5 ms (it runs
+    depthwise convolutions slowly).
 
-    What else 30x under ONNX Runtime would cost (the 24/64 widths, same rounds and recipe; 9.02 px for them): tier 1
-    at 16 channels ~20% faster (34.6x against 27.8x median), 9.52 px (+5.6%); four DS blocks at 1/16 ~5% faster, 9.35
-    px (+3.7%); no block at 1/8 ~8% faster, 10.02 px (+11%). On the Xeon below: three blocks at 1/16 29.6x against
-    26.4x; fewer, wider blocks slower, not faster (three at 80 channels 24.5x against 23.7x).
+    Timed in interleaved rounds with mobilenet_v2_100 (the profiler's protocol since 2026-12-01): on the 2-core Xeon,
+    25.1-26.2x under ONNX Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its roofline time),
+    27.1x in the embedded report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs (0.114-0.204 ms); the
+    dense layout (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. On an idle 2-core AMD EPYC with AVX-512
+    (2026-12-02, five repeats): 28.8x median (26.8-35.8x), 10,600 Hz, 1.2x its roofline time.
 
-    The 24/64 widths, deployed (1 thread, batch 1, seven process runs on a noisy shared 2-core Xeon with training
-    stopped, 2026-12-01): ONNX Runtime fp32 0.100-0.159 ms, most runs 0.100-0.114 ms (8,800-10,000 Hz, 40-50% of
-    the measured GEMM roofline), 22.7-37.3x faster than mobilenet_v2_100 there (median 29x); the earlier layout
-    (``tiny_hand_hm4``) 0.122-0.212 ms, 13.6-28.5x, in the same runs. Eager PyTorch 1.4-2.5 ms (it runs depthwise
-    convolutions slowly). In interleaved rounds with mobilenet_v2_100 (the profiler's protocol since 2026-12-01), on
-    the Xeon: 25.1-26.2x under ONNX Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its
-    roofline time), 27.1x in the embedded report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs
-    (0.114-0.204 ms); the dense layout (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. On the idle
-    AMD EPYC (2026-12-02, five repeats): 28.8x median (26.8-35.8x), 10,600 Hz, 1.2x its roofline time.
+    What 30x under ONNX Runtime would cost, measured both ways (untrained variants timed in the same rounds, idle AMD
+    EPYC, four rounds; test EPE after 4,000 steps, the A/B recipe below, against 9.02 px for this net, trained
+    alongside): tier 1 at 16 channels instead of 24 is ~20% faster (34.6x against 27.8x median), because ONNX Runtime's
+    blocked layout works in blocks of 16 channels on AVX-512 and runs 24 as 32, but reads 9.52 px (+5.6%); four DS
+    blocks at 1/16 ~5% faster, 9.35 px (+3.7%); no block at 1/8 ~8% faster, 10.02 px (+11%). Widths in multiples of
+    16, 32 at 1/8 and 48 at 1/16 (28k parameters, 3.29 M MACs; 32 costs what 24 does there): ~10% faster, 33.95x
+    median over the five repeats of ``tests/benchmarks/test_runtime_targets.py`` (30.3-34.8x, 11,600 Hz, 1.1x its
+    roofline time), and 9.04 / 9.36 px after 4,000 steps against 9.02 / 9.24 (seeds 0, 1), but trained to
+    convergence (the embedded full budget, seed 0) 7.83 px with aux and 7.94 without, against 7.41 and 7.80 (+5.7%,
+    +1.8%; PCK@5 47.5% against 51.1% with aux): the net underfits, and at convergence the 1/16 width it gave up
+    carries accuracy that 4,000 steps did not show. On the Xeon: three blocks at 1/16 29.6x against 26.4x; fewer,
+    wider blocks slower, not faster (three at 80 channels 24.5x against 23.7x). Every faster layout found gives up
+    accuracy, so this one is kept.
 
     Why (A/B runs: tiny_hand with auxiliary tasks, seed 0, 8,192 training frames, batch 32, cosine schedule,
-    test split of 1,024 frames, with the 24/64 widths; the net underfits, training-frame EPE equals test EPE):
+    test split of 1,024 frames; the net underfits, training-frame EPE equals test EPE):
       * Heatmaps at 1/8, not 1/4 (``tiny_hand_hm4`` is the earlier layout): after 4,000 steps 9.07 against 9.34 px
         (-2.9%; median 6.34 against 6.83 px, PCK@5 38.3% against 36.1%), for fewer MACs (3.48 against 3.53 M) and
         fewer nodes: the 1/4 stage was a 16-channel map, so each of the 8 heatmaps was a linear mix of 16 features;
         at 1/8 it mixes tier 1's 24, and the upsample, skip add and 1,200-cell softmax at 1/4 are gone. The
         soft-argmax still resolves the keypoint within a cell. Tried and not kept: 32 channels at 1/8 (9.15 px), a
         target Gaussian of 8 px instead of 4 (9.26 px). Trained to convergence (the embedded full budget) the two
-        24/64 layouts (this one with the clamp below) are within the seed spread: with aux 7.41 and 7.67 px against 7.83
+        layouts (this one with the clamp below) are within the seed spread: with aux 7.41 and 7.67 px against 7.83
         and 7.30 (seeds 0, 1), without 7.80 against 7.58 (seed 0). What the layout buys for sure is speed (above).
       * The input clamped at 1 m: 8.91 against 9.07 px after 4,000 steps (-1.8%; validation -3.6%). Hands are
         within arm's reach (the data's hands are at 150-790 mm); beyond, walls and furniture reach 2 m and more, and
@@ -270,10 +270,9 @@ def tiny_hand(**kwargs) -> HandPoseNet:
 @register_model(params=43_026, macs=3_300_440)
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks,
-    its maps back at 1/8) finds the hand's centre and distance in the frame; tiny_hand's network (at its earlier
-    24/64 widths, which this net's runs were trained with) reads a 120 x 120 crop of 250 mm around it, its depth
-    relative to the hand's distance; keypoints come back in frame pixels. 43k parameters, 3.3 M MACs (7.1 MFLOPs):
-    1.9% and 2.8% of mobilenet_v2_100's. Trained on physical augmentation only
+    its maps back at 1/8) finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120
+    crop of 250 mm around it, its depth relative to the hand's distance; keypoints come back in frame pixels. 43k
+    parameters, 3.3 M MACs (7.1 MFLOPs): 1.9% and 2.8% of mobilenet_v2_100's. Trained on physical augmentation only
     (``augment_physical``, the embedded suite's budgets set it).
 
     Why: tiny_hand underfits (its training-frame EPE equals its test EPE) and its error grows with the hand's size
@@ -340,7 +339,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         0.2-0.7% EPE over the earlier form's six converged runs; with the cropped millimetres quantized it cost 16-17%,
         with only the stems reading int8 up to 48% (seed 1, aux off).
     """
-    cfg = WIDTHS_24_64
+    cfg = TinyHandConfig()
     locator = Locator((8, 16, 32), 2, DSBlock)
     net = CropKeypointNet(locator, _keypoint_net(cfg, norm=nn.Identity(), **kwargs), size=120)
     return CropHandPoseNet(net, encoder_channels=cfg.channels[-1], decoder_channels=cfg.decoder_channels)
@@ -350,7 +349,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
 def tiny_hand_hm4(**kwargs) -> HandPoseNet:
     """Ablation, the heatmaps at 1/4 (the earlier layout): the decoder goes on from 1/8, narrows to 16 channels,
     upsamples and adds the stem's map. What does the finer map buy for its upsampling, skip and larger softmax?"""
-    return _create_tiny_hand(dataclasses.replace(WIDTHS_24_64, heatmap_stride=4, max_depth_mm=None), **kwargs)
+    return _create_tiny_hand(TinyHandConfig(heatmap_stride=4, max_depth_mm=None), **kwargs)
 
 
 @register_model(params=37_352, macs=3_446_880)
@@ -358,36 +357,36 @@ def tiny_hand_dense(**kwargs) -> HandPoseNet:
     """Ablation, the earlier dense layout at the same cost (37k parameters, 3.5 M MACs): 16/24/48 channels, a dense
     residual 3x3 and a dense bottleneck at 1/16 instead of five depthwise-separable blocks. Dense or
     depthwise-separable for the same MACs: which is more accurate, and which is faster under each runtime?"""
-    return _create_tiny_hand(WIDTHS_24_64, dense=True, **kwargs)
+    return _create_tiny_hand(dense=True, **kwargs)
 
 
-@register_model(params=102_568, macs=11_712_000)
+@register_model(params=134_328, macs=12_507_200)
 def tiny_hand_wide(**kwargs) -> HandPoseNet:
     """Ablation, every width x2: does capacity beyond the 2%-of-MobileNetV2 budget buy accuracy?"""
     return _create_tiny_hand(TinyHandConfig().scaled(2.0), **kwargs)
 
 
-@register_model(params=8_176, macs=1_002_000)
+@register_model(params=10_452, macs=1_047_200)
 def tiny_hand_slim(**kwargs) -> HandPoseNet:
     """Ablation, every width x0.5: how far below the budget can the net shrink before accuracy breaks?"""
     return _create_tiny_hand(TinyHandConfig().scaled(0.5), **kwargs)
 
 
-@register_model(params=27_992, macs=3_285_600)
+@register_model(params=36_320, macs=3_478_400)
 def tiny_hand_dil(**kwargs) -> HandPoseNet:
     """Ablation, the 1/16 blocks at dilations 1, 2, 4, 1, 2 (same params and MACs): what does a wider receptive
     field buy, and what does the dilated depthwise convolution cost under each runtime?"""
     return _create_tiny_hand(TinyHandConfig(dilations=(1, 2, 4, 1, 2)), **kwargs)
 
 
-@register_model(params=28_936, macs=4_514_400)
+@register_model(params=37_264, macs=4_707_200)
 def tiny_hand_s2(**kwargs) -> HandPoseNet:
     """Ablation, no early 4x downsampling: a 2x2 patch stem to 1/2, then a 3x3 stride-2 conv to 1/4 (a
     conventional two-stride-2 stem). Tests what working at 1/2 resolution buys for its MACs and latency."""
     return _create_tiny_hand(TinyHandConfig(early_stride=2), **kwargs)
 
 
-@register_model(input_shape=(1, 1, 240, 320), params=27_992, macs=13_569_600)
+@register_model(input_shape=(1, 1, 240, 320), params=36_320, macs=14_534_400)
 def tiny_hand_240x320(**kwargs) -> HandPoseNet:
     """The same net at 240 x 320 input, the size comparison with the paper's 35 MFLOPs figure (4x the cost)."""
     return _create_tiny_hand(**kwargs)
