@@ -8,6 +8,7 @@ both runs, which unpaired standard deviations would count twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ def _mean_of(frame: pd.DataFrame, model: str, setting: str, key: str) -> float |
     return float(np.mean(values)) if values else None
 
 
-def claim_lines(frame: pd.DataFrame, tiny: str, reference: str, runs: list[dict[str, Any]] = ()) -> list[str]:
+def claim_lines(frame: pd.DataFrame, tiny: str, reference: str, runs: Sequence[dict[str, Any]] = ()) -> list[str]:
     """The claim and our answer: the tiny net's EPE as a ratio of the reference's (both with aux) and the aux effect
     on each, from the runs of this store (whatever budget they had; the header says which). ``runs`` (the store's
     records) say whether the runs behind the ratio had converged (:func:`ratio_caveat`)."""
@@ -110,7 +111,7 @@ def claim_lines(frame: pd.DataFrame, tiny: str, reference: str, runs: list[dict[
     return lines + [""]
 
 
-def ratio_caveat(runs: list[dict[str, Any]], tiny: str, reference: str) -> str:
+def ratio_caveat(runs: Sequence[dict[str, Any]], tiny: str, reference: str) -> str:
     """What the ratio of the two models' aux-on EPE is worth when some of their runs ended still improving: such a
     run's model would read lower converged, so a still-improving reference makes the ratio a lower bound on the
     converged one and a still-improving tiny net an upper bound (both: neither). Empty when none is."""
