@@ -119,8 +119,8 @@ def ratio_caveat(runs: Sequence[dict[str, Any]], tiny: str, reference: str) -> s
     flagged = {}
     for name in (tiny, reference):
         rows = [r for r in finished if r["model"] == name and r["aux"] == "on"]
-        if any(r["still improving"] for r in rows):
-            flagged[name] = f"{sum(bool(r['still improving']) for r in rows)} of {len(rows)}"
+        if improving := sum(bool(r["still improving"]) for r in rows):
+            flagged[name] = f"{improving} of {len(rows)}"
     if not flagged:
         return ""
     which = " and ".join(f"`{name}`'s ({n})" for name, n in flagged.items())

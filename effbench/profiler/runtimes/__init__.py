@@ -211,8 +211,8 @@ def _prepare_one(runtime: Runtime, ws: Workspace) -> tuple[RuntimeLatency, Prepa
     return result, prepared
 
 
-def _time_on_threads(ready: dict[tuple[int, str], tuple[Prepared, Tensor]], n: int, threads: int, timing: TimingConfig,
-                out: list[dict[str, RuntimeLatency]]) -> None:
+def _time_on_threads(ready: dict[tuple[int, str], tuple[Prepared, Tensor]], n: int, threads: int,
+                     timing: TimingConfig, out: list[dict[str, RuntimeLatency]]) -> None:
     """Time every prepared model that runs on ``n`` threads, interleaved, into ``out``."""
     with contextlib.ExitStack() as stack:
         calls = {}
