@@ -107,6 +107,29 @@ def test_plateau_stops_the_run_and_restores_the_best_weights(cache, tmp_path):
     assert record["metrics"]["val_epe_px"] == best
 
 
+def test_a_run_capped_under_the_plateau_schedule_goes_on_under_a_higher_cap(cache, tmp_path, capsys):
+    # patience 3 with delta 0.5: a plateau every three points, the third ends the run; a 12-step cap stops first.
+    cfg = small(cache, steps=48, schedule="plateau", patience=3, plateau_delta=0.5, lr=5e-2)
+    straight = run(cfg, tmp_path / "a", progress=False)
+    assert straight["convergence"]["stopped_on_plateau"] and straight["convergence"]["stop_step"] > 12
+    capped = run(cfg.replace(steps=12), tmp_path / "b", progress=False)
+    assert capped["status"] == "ok" and not capped["convergence"]["stopped_on_plateau"]
+    assert results.load_checkpoint(results.checkpoint_path(tmp_path / "b", cfg.replace(steps=12).hash()))["extension"]
+    capsys.readouterr()
+    extended = run(cfg, tmp_path / "b", progress=False)
+    assert f"goes on from run {cfg.replace(steps=12).hash()}, which stopped at its cap of 12 steps" in (
+        capsys.readouterr().err)
+    strip = lambda curve: [{k: v for k, v in p.items() if k != "wall_s"} for p in curve]  # noqa: E731
+    assert strip(extended["curve"]) == strip(straight["curve"])
+    assert extended["metrics"] == straight["metrics"]
+    assert extended["convergence"]["stop_step"] == straight["convergence"]["stop_step"]
+    assert extended["wall_s"] > capped["wall_s"]  # the capped run's time counts in the longer one's
+    # A cosine run's rates depend on its cap: it keeps no state to go on from, and a longer one starts afresh.
+    cosine = small(cache, steps=12)
+    run(cosine, tmp_path / "c", progress=False)
+    assert "extension" not in results.load_checkpoint(results.checkpoint_path(tmp_path / "c", cosine.hash()))
+
+
 def test_auto_eval_interval_keeps_validation_under_five_percent():
     # 512 validation frames cost about 512 / (3 x 32) = 5.3 steps; under 5% needs >= 107 steps: 150.
     assert TrainConfig(val_size=512, batch_size=32).eval_interval() == 150

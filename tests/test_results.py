@@ -94,6 +94,26 @@ def test_store_leaves_a_broken_file_out_by_name(tmp_path):
     assert len(store.runs) == 1 and store.bad_files[0][0] == str(tmp_path / "abc.json")
 
 
+def test_a_planned_run_without_a_record_stands_as_its_run_under_a_lower_cap(tmp_path):
+    from effbench.train import TrainConfig
+
+    planned = TrainConfig(model="tiny_hand", schedule="plateau", steps=400)
+    capped, plateaued = planned.replace(steps=100), planned.replace(steps=200, seed=1)
+    for cfg, on_plateau in ((capped, False), (plateaued, True), (planned.replace(steps=300, lr=0.5), False)):
+        conv = {"stopped_on_plateau": on_plateau, "stop_step": cfg.steps}
+        results.write_run(tmp_path, results.make_run_record(
+            cfg.to_dict(), cfg.hash(), status="ok", error=None, metrics={"epe_px": 2.0}, device="cpu", wall_s=1.0,
+            steps_per_s=1.0, convergence=conv))
+    plan = [{"model": "tiny_hand", "aux": True, "seed": s, "config_hash": planned.replace(seed=s).hash()}
+            for s in (0, 1)]
+    results.write_json(results.manifest_path(tmp_path), {"runs": plan, "train": {"steps": 400}})
+    runs = results.load_store(tmp_path).runs
+    # Seed 0 stopped at its cap of 100: it stands in, marked; the lr 0.5 run is another config, whatever its cap.
+    assert runs[0]["config_hash"] == capped.hash() and runs[0]["planned_steps"] == 400
+    # Seed 1 stopped on its plateau: not a run still to go on; the planned run is pending.
+    assert runs[1]["status"] == "pending" and "planned_steps" not in runs[1]
+
+
 class _Payload(nn.Module):
     pass
 

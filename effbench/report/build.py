@@ -334,13 +334,16 @@ def render_markdown(
         lines += [QUICK_NOTE, ""]
     failures = tables.failures_table(frame)
     pending = sum(r.get("status") == PENDING for r in store.runs)
-    if pending:
-        lines += [f"**Interim report: {len(store.runs) - pending} of {len(store.runs)} planned runs trained, {pending} "
-                  "pending.** The suite run that wrote it stopped at its time limit (`--hours`) or was interrupted; "
-                  "the same command resumes it and rewrites this report. Every figure below comes from the finished "
-                  "runs only.", ""]
+    short = sum(bool(r.get("planned_steps")) for r in store.runs)
+    if pending or short:
+        capped = (f", {short} of them only to a lower step cap than the budget's (the convergence table's `cap`)"
+                  if short else "")
+        lines += [f"**Interim report: {len(store.runs) - pending} of {len(store.runs)} planned runs trained{capped}, "
+                  f"{pending} pending.** The suite run that wrote it stopped at its time limit (`--hours`), was "
+                  "interrupted, or trained under a lower cap; the same command goes on from where each run stopped and "
+                  "rewrites this report. Every figure below comes from the runs trained so far.", ""]
     if not failures.empty:
-        complete = "" if pending else " Everything else is complete."
+        complete = "" if pending or short else " Everything else is complete."
         lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures).{complete}", ""]
     line = headline(frame, store, view)
     if line:

@@ -162,7 +162,7 @@ def convergence_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "model": r["model"], "aux": r["aux"], "seed": r["seed"],
             "best val EPE px": tables.fmt(r["best val EPE px"], 2),
             "best step": tables.fmt(r["best step"], 0), "stop step": tables.fmt(r["stop step"], 0),
-            "cap": tables.fmt(r["cap"], 0),
+            "cap": tables.fmt(r["cap"], 0) + (f" of {tables.fmt(r['planned cap'], 0)}" if r["planned cap"] else ""),
             "stopped": "plateau" if r["stopped on plateau"] else "cap",
             "still improving": {True: "**yes**", False: "no", None: "-"}[r["still improving"]],
             "wall min": tables.fmt(None if r["wall s"] is None else r["wall s"] / 60, 1),

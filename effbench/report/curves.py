@@ -51,6 +51,7 @@ def convergence_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "best step": conv.get("best_step"),
             "stop step": conv.get("stop_step"),
             "cap": cfg["steps"],
+            "planned cap": rec.get("planned_steps"),  # a run trained under a lower cap than its budget's now
             "stopped on plateau": conv.get("stopped_on_plateau"),
             "still improving": still_improving(curve, stopped_on_plateau=bool(conv.get("stopped_on_plateau"))),
             "wall s": rec.get("wall_s"),

@@ -3,7 +3,8 @@
 Layout of a store folder (``bench.py train --out DIR``, or ``<report folder>/runs`` for a suite)::
 
     <config_hash>.json                     one run record per trained (model, aux, seed), written when it ends
-    checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the final weights only
+    checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the tested weights (and,
+                                           when it stopped at its cap, the state to go on from under a higher one)
     checkpoints/<config_hash>.config.json  its config, written when it starts
     suite/manifest.json                    a suite's plan: suite, reference, models, budget, seeds, planned runs
     suite/profile-<model>.json             the profile of each model's deployable form
@@ -133,7 +134,8 @@ class Store:
         manifest: ``suite/manifest.json`` (empty when the folder has none, e.g. runs from ``bench.py train``).
         profiles: Profile record per model name.
         runs: Run records, in the manifest's planned order when there is a manifest; a planned run without a
-            record stands as one with status ``missing``.
+            record stands as one with status ``missing``, or as the record of the same config under a lower step
+            cap that it stopped at, marked ``planned_steps``.
         bad_files: ``(path, why)`` of each record or profile that could not be read and was left out.
     """
 
@@ -190,6 +192,30 @@ def _missing_run(plan: dict[str, Any], error: str | None = None, pending: str = 
     }
 
 
+def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """For a planned run without a record: the record of the same config under a lower step cap, which stopped at
+    that cap, marked ``planned_steps`` (the plan's cap). A budget whose cap was raised then reports such a run as what
+    it is, a run that has not converged yet (and training the plan goes on from it, :mod:`effbench.train.loop`),
+    rather than as nothing. None when there is none."""
+    from effbench.train.config import TrainConfig
+
+    model = plan["model"]
+    steps = manifest.get("model_train", {}).get(model, {}).get("steps", manifest.get("train", {}).get("steps"))
+    best = None
+    for record in records:
+        cfg, conv = record.get("config", {}), record.get("convergence") or {}
+        if (cfg.get("model") != model or record.get("status") != "ok" or conv.get("stopped_on_plateau") is not False
+                or not isinstance(steps, int) or not cfg.get("steps", steps) < steps):
+            continue
+        try:
+            same = TrainConfig.from_dict(cfg).replace(steps=steps).hash() == plan["config_hash"]
+        except Exception:  # a config of another effbench version: not this plan's run
+            continue
+        if same and (best is None or cfg["steps"] > best["config"]["steps"]):
+            best = record
+    return None if best is None else {**best, "planned_steps": steps}
+
+
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The checked record at ``path``, or None with ``(path, why)`` added to ``bad``; a newer schema still raises
     (the fix is to upgrade effbench, not to leave runs out)."""
@@ -240,7 +266,7 @@ def load_store(root: str | os.PathLike) -> Store:
         fingerprints = store.manifest.get("fingerprints", {})
         for plan in planned:
             key = plan["config_hash"]
-            record = records.get(key)
+            record = records.get(key) or _capped_stand_in(plan, records.values(), store.manifest)
             if record is not None and superseded(record, fingerprints.get(plan["model"])):
                 record = _missing_run(plan, pending=SUPERSEDED)  # kept on disk until the run is trained again
             store.runs.append(record or _missing_run(plan, unreadable.get(key)))

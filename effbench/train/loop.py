@@ -9,7 +9,8 @@ Every ``eval_every`` steps the run evaluates its validation split and adds a poi
 (:mod:`effbench.train.curve`); it keeps the weights of the best point, is tested with them, and can stop on a
 validation plateau before its step cap. Checkpoints every ``checkpoint_every`` steps carry model, optimiser,
 balancer, curve, best weights, schedule position and every RNG state, so a resumed run takes exactly the steps and
-makes exactly the curve an uninterrupted one would.
+makes exactly the curve an uninterrupted one would. A run that ends at its step cap under the plateau schedule keeps
+that state in its final checkpoint, and the same config under a higher cap goes on from it (:meth:`_Run.resume`).
 """
 
 from __future__ import annotations
@@ -193,8 +194,9 @@ class _Run:
 
     # --- checkpoints
     def resume(self) -> None:
-        """Take up the state of this run's checkpoint, if it has one of the same model."""
-        ckpt = self._load_checkpoint()
+        """Take up the state of this run's checkpoint, or else of a shorter run's (:meth:`_shorter_run`), if it is
+        of the same model."""
+        ckpt = self._load_checkpoint() or self._shorter_run()
         if ckpt is None or ckpt.get("model_fingerprint", self.fingerprint) != self.fingerprint:
             return  # no checkpoint, or the model changed since: start afresh
         self.model.load_state_dict(ckpt["model"])
@@ -211,6 +213,28 @@ class _Run:
             self.balancer.load_state_dict(ckpt["balancer"])
             _set_rng_state(ckpt["rng"], self.generators, self.device)
 
+    def _shorter_run(self) -> dict[str, Any] | None:
+        """The state to go on from when this run's config was trained before under a lower step cap and kept its
+        training state (:meth:`extension_state`), as a mid-run checkpoint at that cap; the longest such run wins."""
+        shorter = []
+        for path in self.ckpt_path.parent.glob("*.config.json"):
+            try:
+                other = TrainConfig.from_dict(results.read_json(path))
+            except Exception:  # a config of another effbench version, or unreadable: not this run's past
+                continue
+            if other.steps < self.config.steps and other.replace(steps=self.config.steps).hash() == self.hash:
+                shorter.append((other.steps, path.name.removesuffix(".config.json")))
+        for steps, key in sorted(shorter, reverse=True):
+            try:
+                ckpt = results.load_checkpoint(self.ckpt_path.with_name(f"{key}.pt"))
+            except (OSError, results.RecordError):
+                continue
+            if "extension" in ckpt:
+                print(f"effbench: run {self.hash} goes on from run {key}, which stopped at its cap of {steps} steps",
+                      file=sys.stderr)
+                return {**ckpt, **ckpt["extension"], "stopped": False}
+        return None
+
     def _load_checkpoint(self) -> dict[str, Any] | None:
         """This run's checkpoint, or None when it has none; an unreadable one is set aside (renamed, and said so),
         and the run starts afresh rather than failing on every rerun."""
@@ -224,8 +248,9 @@ class _Run:
                   file=sys.stderr)
             return None
 
-    def checkpoint(self, final: bool) -> None:
-        """Save the run's state atomically; a final checkpoint holds the evaluated weights and the curve only."""
+    def checkpoint(self, final: bool, extension: dict[str, Any] | None = None) -> None:
+        """Save the run's state atomically; a final checkpoint holds the evaluated weights and the curve, and the
+        ``extension`` state (:meth:`extension_state`) when it has one."""
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "step": self.step,
@@ -243,7 +268,21 @@ class _Run:
         if not final:
             state.update(optimizer=self.optimizer.state_dict(), balancer=self.balancer.state_dict(), best=self.best)
             state["rng"] = _rng_state(self.generators, self.device)
+        elif extension is not None:
+            state["extension"] = extension
         results.save_checkpoint(self.ckpt_path, state)
+
+    def extension_state(self) -> dict[str, Any] | None:
+        """What a run of the same config under a higher step cap needs to go on from here: the last weights, the
+        optimiser, balancer, best weights and RNGs. Only for a run that ended at its cap under the plateau schedule,
+        validated at the cap: its rates do not depend on the cap, so a longer run's first steps are this run's,
+        exactly. None otherwise (a cosine schedule is shaped by the cap; a plateau stop ended the run)."""
+        every = self.config.eval_interval()
+        if self.config.schedule != "plateau" or self.stopped or (every and self.config.steps % every):
+            return None
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "balancer": self.balancer.state_dict(), "best": self.best,
+                "rng": _rng_state(self.generators, self.device)}
 
     @property
     def finished(self) -> bool:
@@ -410,8 +449,9 @@ def _train(
     results.write_json(run_.ckpt_path.with_suffix(".config.json"), config.to_dict())
     run_.resume()
     run_.train(progress, on_step, deadline)
+    extension = run_.extension_state()  # before the test loads the best weights
     metrics = run_.test()
-    run_.checkpoint(final=True)
+    run_.checkpoint(final=True, extension=extension)
     return {
         "metrics": metrics,
         "curve": run_.curve.points,
