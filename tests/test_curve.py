@@ -124,6 +124,11 @@ def test_a_run_capped_under_the_plateau_schedule_goes_on_under_a_higher_cap(cach
     assert extended["metrics"] == straight["metrics"]
     assert extended["convergence"]["stop_step"] == straight["convergence"]["stop_step"]
     assert extended["wall_s"] > capped["wall_s"]  # the capped run's time counts in the longer one's
+    # The straight run stopped on its plateau rule: under any higher cap it would have too, so that is its result.
+    capsys.readouterr()
+    again = run(cfg.replace(steps=96), tmp_path / "a", progress=False)
+    assert f"is run {cfg.hash()}'s: that stopped on its plateau" in capsys.readouterr().err
+    assert strip(again["curve"]) == strip(straight["curve"]) and again["metrics"] == straight["metrics"]
     # A cosine run's rates depend on its cap: it keeps no state to go on from, and a longer one starts afresh.
     cosine = small(cache, steps=12)
     run(cosine, tmp_path / "c", progress=False)

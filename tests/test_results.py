@@ -110,8 +110,10 @@ def test_a_planned_run_without_a_record_stands_as_its_run_under_a_lower_cap(tmp_
     runs = results.load_store(tmp_path).runs
     # Seed 0 stopped at its cap of 100: it stands in, marked; the lr 0.5 run is another config, whatever its cap.
     assert runs[0]["config_hash"] == capped.hash() and runs[0]["planned_steps"] == 400
-    # Seed 1 stopped on its plateau: not a run still to go on; the planned run is pending.
-    assert runs[1]["status"] == "pending" and "planned_steps" not in runs[1]
+    # Seed 1 stopped on its plateau rule before its cap of 200: under 400 it would have too, so it is the result.
+    assert runs[1]["config_hash"] == plateaued.hash() and "planned_steps" not in runs[1]
+    results.write_json(results.manifest_path(tmp_path), {"runs": plan[:1], "train": {"steps": 50}})
+    assert results.load_store(tmp_path).runs[0]["status"] == "pending"  # a run of a higher cap is not a lower one's
 
 
 class _Payload(nn.Module):

@@ -135,7 +135,7 @@ class Store:
         profiles: Profile record per model name.
         runs: Run records, in the manifest's planned order when there is a manifest; a planned run without a
             record stands as one with status ``missing``, or as the record of the same config under a lower step
-            cap that it stopped at, marked ``planned_steps``.
+            cap (marked ``planned_steps`` when that run stopped at that cap).
         bad_files: ``(path, why)`` of each record or profile that could not be read and was left out.
     """
 
@@ -193,10 +193,11 @@ def _missing_run(plan: dict[str, Any], error: str | None = None, pending: str = 
 
 
 def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """For a planned run without a record: the record of the same config under a lower step cap, which stopped at
-    that cap, marked ``planned_steps`` (the plan's cap). A budget whose cap was raised then reports such a run as what
-    it is, a run that has not converged yet (and training the plan goes on from it, :mod:`effbench.train.loop`),
-    rather than as nothing. None when there is none."""
+    """For a planned run without a record: the record of the same config under a lower step cap with the plateau
+    schedule (the longest). One that stopped on its plateau rule is the planned run's result too; one that stopped at
+    its cap is marked ``planned_steps`` (the plan's cap), so that a budget whose cap was raised reports it as what it
+    is, a run that has not converged yet (training the plan goes on from it, :mod:`effbench.train.loop`), rather than
+    as nothing. None when there is none."""
     from effbench.train.config import TrainConfig
 
     model = plan["model"]
@@ -204,8 +205,9 @@ def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any
     best = None
     for record in records:
         cfg, conv = record.get("config", {}), record.get("convergence") or {}
-        if (cfg.get("model") != model or record.get("status") != "ok" or conv.get("stopped_on_plateau") is not False
-                or not isinstance(steps, int) or not cfg.get("steps", steps) < steps):
+        if (cfg.get("model") != model or record.get("status") != "ok" or cfg.get("schedule") != "plateau"
+                or conv.get("stopped_on_plateau") is None or not isinstance(steps, int)
+                or not cfg.get("steps", steps) < steps):
             continue
         try:
             same = TrainConfig.from_dict(cfg).replace(steps=steps).hash() == plan["config_hash"]
@@ -213,7 +215,9 @@ def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any
             continue
         if same and (best is None or cfg["steps"] > best["config"]["steps"]):
             best = record
-    return None if best is None else {**best, "planned_steps": steps}
+    if best is None or best["convergence"]["stopped_on_plateau"]:
+        return best
+    return {**best, "planned_steps": steps}
 
 
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:

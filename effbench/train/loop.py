@@ -214,8 +214,12 @@ class _Run:
             _set_rng_state(ckpt["rng"], self.generators, self.device)
 
     def _shorter_run(self) -> dict[str, Any] | None:
-        """The state to go on from when this run's config was trained before under a lower step cap and kept its
-        training state (:meth:`extension_state`), as a mid-run checkpoint at that cap; the longest such run wins."""
+        """This run's past when its config was trained before under a lower step cap with the plateau schedule: a
+        run that stopped at that cap goes on from its training state (:meth:`extension_state`), one that stopped on
+        its plateau rule before it is this run's result too (its final checkpoint, to be tested again). The longest
+        such run wins; None when there is none."""
+        if self.config.schedule != "plateau":
+            return None
         shorter = []
         for path in self.ckpt_path.parent.glob("*.config.json"):
             try:
@@ -233,6 +237,10 @@ class _Run:
                 print(f"effbench: run {self.hash} goes on from run {key}, which stopped at its cap of {steps} steps",
                       file=sys.stderr)
                 return {**ckpt, **ckpt["extension"], "stopped": False}
+            if ckpt.get("stopped") and "optimizer" not in ckpt and int(ckpt.get("step", steps)) < steps:
+                print(f"effbench: run {self.hash} is run {key}'s: that stopped on its plateau at step {ckpt['step']}, "
+                      "under both caps", file=sys.stderr)
+                return ckpt
         return None
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
