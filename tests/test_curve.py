@@ -124,6 +124,20 @@ def test_a_run_capped_under_the_plateau_schedule_goes_on_under_a_higher_cap(cach
     assert extended["metrics"] == straight["metrics"]
     assert extended["convergence"]["stop_step"] == straight["convergence"]["stop_step"]
     assert extended["wall_s"] > capped["wall_s"]  # the capped run's time counts in the longer one's
+    # Interrupted before its cap (a checkpoint at step 8): its steps are the longer run's first ones too.
+    class Kill(BaseException):
+        pass
+
+    def kill_at_10(step):
+        if step == 10:
+            raise Kill
+
+    with pytest.raises(Kill):
+        run(cfg.replace(steps=12), tmp_path / "d", progress=False, on_step=kill_at_10)
+    capsys.readouterr()
+    taken_up = run(cfg, tmp_path / "d", progress=False)
+    assert "interrupted at step 8" in capsys.readouterr().err
+    assert strip(taken_up["curve"]) == strip(straight["curve"]) and taken_up["metrics"] == straight["metrics"]
     # The straight run stopped on its plateau rule: under any higher cap it would have too, so that is its result.
     capsys.readouterr()
     again = run(cfg.replace(steps=96), tmp_path / "a", progress=False)

@@ -214,10 +214,11 @@ class _Run:
             _set_rng_state(ckpt["rng"], self.generators, self.device)
 
     def _shorter_run(self) -> dict[str, Any] | None:
-        """This run's past when its config was trained before under a lower step cap with the plateau schedule: a
-        run that stopped at that cap goes on from its training state (:meth:`extension_state`), one that stopped on
-        its plateau rule before it is this run's result too (its final checkpoint, to be tested again). The longest
-        such run wins; None when there is none."""
+        """This run's past when its config was trained before under a lower step cap with the plateau schedule
+        (whose rates do not depend on the cap): a run interrupted before that cap goes on from its checkpoint, one
+        that stopped at the cap from its training state (:meth:`extension_state`), and one that stopped on its plateau
+        rule before it is this run's result too (its final checkpoint, tested again). The longest cap wins; None when
+        there is none."""
         if self.config.schedule != "plateau":
             return None
         shorter = []
@@ -233,11 +234,15 @@ class _Run:
                 ckpt = results.load_checkpoint(self.ckpt_path.with_name(f"{key}.pt"))
             except (OSError, results.RecordError):
                 continue
+            if "optimizer" in ckpt:  # interrupted before its cap: its steps so far are this run's too
+                print(f"effbench: run {self.hash} goes on from run {key} (cap {steps}), interrupted at step "
+                      f"{ckpt['step']}", file=sys.stderr)
+                return ckpt
             if "extension" in ckpt:
                 print(f"effbench: run {self.hash} goes on from run {key}, which stopped at its cap of {steps} steps",
                       file=sys.stderr)
                 return {**ckpt, **ckpt["extension"], "stopped": False}
-            if ckpt.get("stopped") and "optimizer" not in ckpt and int(ckpt.get("step", steps)) < steps:
+            if ckpt.get("stopped") and int(ckpt.get("step", steps)) < steps:
                 print(f"effbench: run {self.hash} is run {key}'s: that stopped on its plateau at step {ckpt['step']}, "
                       "under both caps", file=sys.stderr)
                 return ckpt
