@@ -17,6 +17,20 @@ def small(cache, **kw) -> TrainConfig:
     return TrainConfig(**{**values, **kw})
 
 
+class Kill(BaseException):
+    """Stands for a killed process (not an Exception, so a run does not record it as a failure)."""
+
+
+def kill_at(step: int):
+    """An ``on_step`` callback that kills the run after ``step`` steps."""
+
+    def on_step(done: int) -> None:
+        if done == step:
+            raise Kill
+
+    return on_step
+
+
 def test_curve_best_and_plateau_by_hand():
     curve = Curve(patience=2, min_delta=0.1)
     assert curve.add(1, 5.0, 10.0, 0.1)  # first point: the best
@@ -68,15 +82,8 @@ def test_curve_is_recorded_and_resumes_with_the_run(cache, tmp_path):
     assert straight["convergence"]["best_step"] == best["step"]
     assert straight["convergence"]["stop_step"] == 24 and not straight["convergence"]["stopped_on_plateau"]
 
-    class Kill(BaseException):
-        pass
-
-    def kill_at_13(step):
-        if step == 13:
-            raise Kill
-
     with pytest.raises(Kill):
-        run(cfg, tmp_path / "b", progress=False, on_step=kill_at_13)
+        run(cfg, tmp_path / "b", progress=False, on_step=kill_at(13))
     resumed = run(cfg, tmp_path / "b", progress=False)
     strip = [{k: v for k, v in p.items() if k != "wall_s"} for p in curve]
     assert [{k: v for k, v in p.items() if k != "wall_s"} for p in resumed["curve"]] == strip
@@ -125,15 +132,8 @@ def test_a_run_capped_under_the_plateau_schedule_goes_on_under_a_higher_cap(cach
     assert extended["convergence"]["stop_step"] == straight["convergence"]["stop_step"]
     assert extended["wall_s"] > capped["wall_s"]  # the capped run's time counts in the longer one's
     # Interrupted before its cap (a checkpoint at step 8): its steps are the longer run's first ones too.
-    class Kill(BaseException):
-        pass
-
-    def kill_at_10(step):
-        if step == 10:
-            raise Kill
-
     with pytest.raises(Kill):
-        run(cfg.replace(steps=12), tmp_path / "d", progress=False, on_step=kill_at_10)
+        run(cfg.replace(steps=12), tmp_path / "d", progress=False, on_step=kill_at(10))
     capsys.readouterr()
     taken_up = run(cfg, tmp_path / "d", progress=False)
     assert "interrupted at step 8" in capsys.readouterr().err
