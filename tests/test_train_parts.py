@@ -10,7 +10,7 @@ from effbench.data.skeleton import KEYPOINT_SUBSET, NUM_KEYPOSES
 from effbench.errors import UsageError
 from effbench.train import TrainConfig
 from effbench.train.balancing import FixedWeights, GradNorm, UncertaintyWeighting, last_shared_parameter
-from effbench.train.config import field_help
+from effbench.train.config import field_help, lower_cap
 from effbench.train.loop import lr_at
 from effbench.train.losses import heatmap_distill, heatmap_kl, keypoint_l1, seg_loss, task_losses
 
@@ -207,3 +207,15 @@ def test_config_hash_and_validation():
     with pytest.raises(UsageError, match="unknown model"):
         TrainConfig(model="tiny_hnd").validate()
     assert field_help()["lr"].startswith("peak learning rate")
+
+
+def test_a_run_under_a_lower_cap_is_recognised_only_for_the_plateau_schedule():
+    plan = TrainConfig(schedule="plateau", steps=40_000)
+    past = plan.replace(steps=12_000).to_dict()
+    assert lower_cap(past, 40_000, plan.hash()) == 12_000
+    assert lower_cap(past, 12_000, plan.replace(steps=12_000).hash()) is None  # the same cap: the run itself
+    assert lower_cap(plan.to_dict(), 12_000, plan.replace(steps=12_000).hash()) is None  # a higher cap
+    assert lower_cap({**past, "lr": 0.02}, 40_000, plan.hash()) is None  # another recipe
+    cosine = plan.replace(schedule="cosine")
+    assert lower_cap(cosine.replace(steps=12_000).to_dict(), 40_000, cosine.hash()) is None  # rates shaped by the cap
+    assert lower_cap({"stepz": 3}, 40_000, plan.hash()) is None  # a config of another version

@@ -198,22 +198,19 @@ def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any
     its cap is marked ``planned_steps`` (the plan's cap), so that a budget whose cap was raised reports it as what it
     is, a run that has not converged yet (training the plan goes on from it, :mod:`effbench.train.loop`), rather than
     as nothing. None when there is none."""
-    from effbench.train.config import TrainConfig
+    from effbench.train.config import lower_cap
 
     model = plan["model"]
     steps = manifest.get("model_train", {}).get(model, {}).get("steps", manifest.get("train", {}).get("steps"))
+    if not isinstance(steps, int):
+        return None
     best = None
     for record in records:
         cfg, conv = record.get("config", {}), record.get("convergence") or {}
-        if (cfg.get("model") != model or record.get("status") != "ok" or cfg.get("schedule") != "plateau"
-                or conv.get("stopped_on_plateau") is None or not isinstance(steps, int)
-                or not cfg.get("steps", steps) < steps):
+        if (cfg.get("model") != model or record.get("status") != "ok" or conv.get("stopped_on_plateau") is None
+                or lower_cap(cfg, steps, plan["config_hash"]) is None):
             continue
-        try:
-            same = TrainConfig.from_dict(cfg).replace(steps=steps).hash() == plan["config_hash"]
-        except Exception:  # a config of another effbench version: not this plan's run
-            continue
-        if same and (best is None or cfg["steps"] > best["config"]["steps"]):
+        if best is None or cfg["steps"] > best["config"]["steps"]:
             best = record
     if best is None or best["convergence"]["stopped_on_plateau"]:
         return best

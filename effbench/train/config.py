@@ -218,6 +218,19 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def lower_cap(values: dict[str, Any], steps: int, config_hash: str) -> int | None:
+    """The step cap of ``values`` (a saved run's config) when it is the run hashed ``config_hash`` under the plateau
+    schedule (whose rates do not depend on the cap) but for a cap lower than ``steps``: that run's training is this
+    one's too, up to its cap. None otherwise, and for a config this version cannot read (not this run's past)."""
+    try:
+        other = TrainConfig.from_dict(values)
+    except Exception:
+        return None
+    if other.schedule != "plateau" or other.steps >= steps:
+        return None
+    return other.steps if other.replace(steps=steps).hash() == config_hash else None
+
+
 def field_names() -> tuple[str, ...]:
     """The names of TrainConfig's fields, in declaration order."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -31,7 +31,7 @@ from effbench.data.splits import load_split
 from effbench.errors import error_text
 from effbench.evaluate import METRIC_KEYS, evaluate, keypoint_epe
 from effbench.train.balancing import GradNorm, last_shared_parameter, make_balancer
-from effbench.train.config import TrainConfig
+from effbench.train.config import TrainConfig, lower_cap
 from effbench.train.curve import Curve, still_improving
 from effbench.train.losses import task_losses
 
@@ -224,11 +224,11 @@ class _Run:
         shorter = []
         for path in self.ckpt_path.parent.glob("*.config.json"):
             try:
-                other = TrainConfig.from_dict(results.read_json(path))
-            except Exception:  # a config of another effbench version, or unreadable: not this run's past
+                steps = lower_cap(results.read_json(path), self.config.steps, self.hash)
+            except (OSError, ValueError):  # unreadable: not this run's past
                 continue
-            if other.steps < self.config.steps and other.replace(steps=self.config.steps).hash() == self.hash:
-                shorter.append((other.steps, path.name.removesuffix(".config.json")))
+            if steps is not None:
+                shorter.append((steps, path.name.removesuffix(".config.json")))
         for steps, key in sorted(shorter, reverse=True):
             try:
                 ckpt = results.load_checkpoint(self.ckpt_path.with_name(f"{key}.pt"))
