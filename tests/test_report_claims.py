@@ -30,6 +30,25 @@ def test_paired_effect_by_hand():
     assert claims.paired_effect(frame[frame["aux"]], "m") is None
 
 
+def test_the_lift_table_gives_each_model_its_share_of_the_lift_floor():
+    # One model, two seeds aux on: 3D errors 80 and 100 mm over a floor of 40 mm on the split: shares 50% and 40%,
+    # mean 45%; an aux-off run without the lift measured (an older record) makes no row; an ablation is left out.
+    frame = pd.DataFrame({
+        "model": ["m"] * 4, "aux": [True, True, False, True], "seed": [0, 1, 0, 0], "status": ["ok"] * 4,
+        "train_aux_tasks": ["seg,vis,keypose,hand"] * 3 + ["hand"],
+        "test_err3d_mm": [80.0, 100.0, 90.0, 70.0], "test_lift_err3d_mm": [40.0, 40.0, None, 40.0],
+        "test_err25_mm": [50.0, 60.0, 55.0, 45.0], "test_err25_mm_vis": [55.0, 65.0, 60.0, 50.0],
+    })
+    table = claims.lift_table(frame)
+    assert table.to_dict("records") == [{
+        "model": "m", "aux": "on", "seeds": "2", "3D err mm": "90.0 ± 14.1", "lift floor / 3D err": "45%",
+        "2.5D err mm": "55.0 ± 7.1", "2.5D err mm visible": "60.0 ± 7.1"}]
+    lines = claims.lift_lines(frame)
+    assert lines[0] == "### The 3D error and the lift"
+    assert "misses the true joints by 40.0 mm on the test split" in lines[2] and ": 45% of it here" in lines[2]
+    assert claims.lift_lines(frame.drop(columns="test_lift_err3d_mm")) == []  # records from before the lift metric
+
+
 def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     root = make_store(tmp_path / "runs", seeds=3)
     # An ablation run (handedness alone) and a learning curve that still falls at its end.

@@ -271,8 +271,8 @@ def curve_lines(store: Store, plots: list[str]) -> list[str]:
 def accuracy_lines(
     store: Store, frame: pd.DataFrame, plots: list[tuple[str, str]], metric: str, curve_plots: list[str]
 ) -> list[str]:
-    """The accuracy sections: tables without and with aux, the auxiliary heads, the ablation, int8, the learning
-    curves and the Pareto plots."""
+    """The accuracy sections: tables without and with aux, the auxiliary heads, the ablation, the lift to 3D, int8,
+    the learning curves and the Pareto plots."""
     lines = ["## Accuracy without and with auxiliary tasks", ""]
     lines += [
         "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
@@ -292,6 +292,7 @@ def accuracy_lines(
                   "Each auxiliary task trained alone beside none and all, and all of them with a teacher where the "
                   "budget distils one (test split; mean ± std over seeds).", "",
                   tables.to_markdown(ablation), ""]
+    lines += claims.lift_lines(frame)
     int8 = claims.int8_table(frame)
     if not int8.empty:
         lines += ["### The deployed model in int8", "",
