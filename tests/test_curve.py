@@ -84,10 +84,15 @@ def test_curve_is_recorded_and_resumes_with_the_run(cache, tmp_path):
 
     with pytest.raises(Kill):
         run(cfg, tmp_path / "b", progress=False, on_step=kill_at(13))
-    resumed = run(cfg, tmp_path / "b", progress=False)
     strip = [{k: v for k, v in p.items() if k != "wall_s"} for p in curve]
+    # Part-way: its checkpoint (step 8) says where it stands, its curve so far the straight run's first points.
+    state = results.in_training(tmp_path / "b", cfg.hash())
+    assert state["step"] == 8 and state["config"] == cfg.to_dict() and state["plateaus"] == 0
+    assert [{k: v for k, v in p.items() if k != "wall_s"} for p in state["curve"]] == strip[:2]
+    resumed = run(cfg, tmp_path / "b", progress=False)
     assert [{k: v for k, v in p.items() if k != "wall_s"} for p in resumed["curve"]] == strip
     assert resumed["metrics"] == straight["metrics"]
+    assert results.in_training(tmp_path / "b", cfg.hash()) is None  # finished: its record says the rest
 
 
 def test_plateau_stops_the_run_and_restores_the_best_weights(cache, tmp_path):

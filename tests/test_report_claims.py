@@ -49,6 +49,34 @@ def test_the_lift_table_gives_each_model_its_share_of_the_lift_floor():
     assert claims.lift_lines(frame.drop(columns="test_lift_err3d_mm")) == []  # records from before the lift metric
 
 
+def test_a_run_part_way_through_training_is_shown_with_its_curve_so_far(tmp_path):
+    from effbench.results import checkpoint_path, save_checkpoint
+    from effbench.train.curve import Curve
+
+    root = make_store(tmp_path / "runs", seeds=2)
+    key = "000010000001"  # tiny_hand, aux on, seed 1 (make_store's hash scheme): no record, a mid-run checkpoint
+    (root / f"{key}.json").unlink()
+    curve = Curve(patience=1)
+    for step, epe in ((20, 9.0), (40, 8.0), (60, 8.5)):
+        curve.add(step, 1.0, epe, step / 10)
+        curve.plateaued()
+    path = checkpoint_path(root, key)
+    path.parent.mkdir()
+    path.with_name(f"{key}.config.json").write_text(json.dumps({"model": "tiny_hand", "aux": True, "seed": 1,
+                                                                "steps": 100, "batch_size": 8}))
+    save_checkpoint(path, {"step": 60, "curve": curve.state_dict(), "wall_s": 120.0, "optimizer": {}})
+    # a finished run's final checkpoint (no optimiser state) is not part-way
+    save_checkpoint(checkpoint_path(root, "000010000000"), {"step": 100, "curve": curve.state_dict()})
+
+    build_report(root, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**Interim report: 15 of 16 planned runs trained, 1 pending; 1 part-way through training.**" in md
+    assert read_table(md, "## Learning curves and convergence") == [{
+        "model": "tiny_hand", "aux": "on", "seed": "1", "step": "60", "cap": "100", "best val EPE px so far": "8.00",
+        "at step": "40", "plateaus": "1", "wall min": "2.0"}]
+    assert (tmp_path / "out" / "curves_steps.png").exists()  # its curve so far, though no record has one
+
+
 def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     root = make_store(tmp_path / "runs", seeds=3)
     # An ablation run (handedness alone) and a learning curve that still falls at its end.

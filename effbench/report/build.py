@@ -252,20 +252,27 @@ def seeds_text(frame: pd.DataFrame) -> str:
 
 
 def curve_lines(store: Store, plots: list[str]) -> list[str]:
-    """The learning-curve section: the plots, the equal-steps comparison and every run's convergence (nothing when
-    no record has a curve, as in stores written before curves were kept)."""
+    """The learning-curve section: the plots, the equal-steps comparison, every run's convergence and the runs
+    part-way through training (nothing when no record or checkpoint has a curve, as in stores written before curves
+    were kept)."""
     table = claims.convergence_table(store.runs)
-    if table.empty:
+    if table.empty and not store.training:
         return []
-    flagged = int((table["still improving"] == "**yes**").sum())
-    lines = ["## Learning curves and convergence", "",
-             "Validation EPE during training; each run is tested with the weights of its best validation point. A "
-             "run is **still improving** when the best EPE of the last fifth of its curve is more than 2% below that "
-             "of the fifth before and the run ended at its step cap (a run that stopped on its plateau rule saw no "
-             f"real gain at its lowest learning rate): {flagged} of {len(table)} run(s) here.", ""]
+    lines = ["## Learning curves and convergence", ""]
+    if not table.empty:
+        flagged = int((table["still improving"] == "**yes**").sum())
+        lines += ["Validation EPE during training; each run is tested with the weights of its best validation point. "
+                  "A run is **still improving** when the best EPE of the last fifth of its curve is more than 2% below "
+                  "that of the fifth before and the run ended at its step cap (a run that stopped on its plateau rule "
+                  f"saw no real gain at its lowest learning rate): {flagged} of {len(table)} run(s) here.", ""]
     lines += [f"![{name}]({name})" for name in plots] + [""]
-    lines += claims.equal_steps_lines(store.runs, store.models)
-    return lines + [tables.to_markdown(table), ""]
+    if not table.empty:
+        lines += claims.equal_steps_lines(store.runs, store.models) + [tables.to_markdown(table), ""]
+    if store.training:
+        lines += ["Runs part-way through training (a checkpoint, no record yet: their curves so far are dotted in the "
+                  "plots; none of their figures enters a table above). Training the suite again goes on from each.",
+                  "", tables.to_markdown(claims.training_table(store.training)), ""]
+    return lines
 
 
 def accuracy_lines(
@@ -339,8 +346,9 @@ def render_markdown(
     if pending or short:
         capped = (f", {short} of them only to a lower step cap than the budget's (the convergence table's `cap`)"
                   if short else "")
+        training = f"; {len(store.training)} part-way through training" if store.training else ""
         lines += [f"**Interim report: {len(store.runs) - pending} of {len(store.runs)} planned runs trained{capped}, "
-                  f"{pending} pending.** The suite run that wrote it stopped at its time limit (`--hours`), was "
+                  f"{pending} pending{training}.** The suite run that wrote it stopped at its time limit (`--hours`), was "
                   "interrupted, or trained under a lower cap; the same command goes on from where each run stopped and "
                   "rewrites this report. Every figure below comes from the runs trained so far.", ""]
     if not failures.empty:
@@ -415,7 +423,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         plots.append((fname, title))
     flops = {name: (store.profiles.get(name) or {}).get("flops") for name in store.models}
     flops = {name: f for name, f in flops.items() if f}
-    curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves")
+    curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves", store.training)
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
     markdown = render_markdown(store, frame, plots, metric, view, list(curve_pngs))
     written.append(write_atomic(out / "report.md", markdown))

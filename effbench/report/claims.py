@@ -171,6 +171,23 @@ def convergence_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def training_table(states: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every run part-way through training (:func:`effbench.results.store.in_training`): the step its checkpoint
+    reached, its cap, the best validation EPE so far and its step, the plateaus so far and the wall time so far."""
+    rows = []
+    for state in states:
+        cfg, points = state["config"], [p for p in state["curve"] if p.get("val_epe_px") is not None]
+        best = min(points, key=lambda p: p["val_epe_px"]) if points else {}
+        rows.append({
+            "model": cfg.get("model"), "aux": aux_label(cfg), "seed": cfg.get("seed"),
+            "step": tables.fmt(state["step"], 0), "cap": tables.fmt(cfg.get("steps"), 0),
+            "best val EPE px so far": tables.fmt(best.get("val_epe_px"), 2),
+            "at step": tables.fmt(best.get("step"), 0), "plateaus": state["plateaus"],
+            "wall min": tables.fmt(state["wall_s"] / 60, 1),
+        })
+    return pd.DataFrame(rows)
+
+
 def equal_steps_lines(runs: list[dict[str, Any]], models: list[str]) -> list[str]:
     """Validation EPE of every (model, aux on/off) at the largest step every such run reached (seed means), so that
     models are also compared at equal training steps, not only at convergence."""

@@ -59,10 +59,12 @@ def convergence_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], title: str) -> dict[str, bytes]:
+def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], title: str,
+                training: list[dict[str, Any]] = ()) -> dict[str, bytes]:
     """``curves_steps.png`` and ``curves_compute.png`` as PNG bytes, by file name (empty without curves): every
-    run with a curve, one colour per model, aux off dashed, on solid, each seed its own thin line."""
-    with_curves = [r for r in runs if r.get("curve")]
+    run with a curve, one colour per model, aux off dashed, on solid, each seed its own thin line; the runs part-way
+    through ``training`` (:func:`effbench.results.store.in_training`) dotted."""
+    with_curves = [r for r in runs if r.get("curve")] + [{**t, "training": True} for t in training if t["curve"]]
     if not with_curves:
         return {}
     models = list(dict.fromkeys(r["config"]["model"] for r in with_curves))
@@ -83,9 +85,11 @@ def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], t
             pts = [(p["step"] * scale, p["val_epe_px"]) for p in rec["curve"] if p.get("val_epe_px") is not None]
             if not pts:
                 continue
-            key = (model, aux)
-            ax.plot(*zip(*pts), color=colors(models.index(model) % 10), lw=1.0, alpha=0.8,
-                    ls="-" if aux != "off" else "--", label=f"{model} aux {aux}" if key not in labelled else None)
+            key = (model, aux, rec.get("training", False))
+            style = ":" if key[2] else "-" if aux != "off" else "--"
+            label = f"{model} aux {aux}" + (" (training)" if key[2] else "")
+            ax.plot(*zip(*pts), color=colors(models.index(model) % 10), lw=1.0, alpha=0.8, ls=style,
+                    label=label if key not in labelled else None)
             labelled.add(key)
         if stem == "compute":
             ax.set_xscale("log")

@@ -25,6 +25,7 @@ from effbench.results.records import (
 from effbench.results.store import (
     Store,
     checkpoint_path,
+    in_training,
     load_checkpoint,
     load_records,
     load_store,

@@ -137,6 +137,8 @@ class Store:
             record stands as one with status ``missing``, or as the record of the same config under a lower step
             cap (marked ``planned_steps`` when that run stopped at that cap).
         bad_files: ``(path, why)`` of each record or profile that could not be read and was left out.
+        training: The runs without their own record that are part-way through training (:func:`in_training`), in
+            the order of ``runs`` (planned order); their curves so far, not results.
     """
 
     root: Path
@@ -144,6 +146,7 @@ class Store:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     bad_files: list[tuple[str, str]] = field(default_factory=list)
+    training: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def suite(self) -> str:
@@ -217,6 +220,25 @@ def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any
     return {**best, "planned_steps": steps}
 
 
+def in_training(root: str | os.PathLike, config_hash: str) -> dict[str, Any] | None:
+    """Where the run ``config_hash`` stands when it is part-way through training: its mid-run checkpoint's step,
+    learning curve so far, plateaus and wall time, with its config (the checkpoint's ``.config.json``). None when it
+    has no mid-run checkpoint (not started, finished, or a checkpoint or config that cannot be read: the run's own
+    business, which the trainer reports)."""
+    path = checkpoint_path(root, config_hash)
+    try:
+        config = read_json(path.with_name(f"{config_hash}.config.json")) if path.exists() else None
+        ckpt = load_checkpoint(path) if isinstance(config, dict) else None
+    except (OSError, ValueError, RecordError):
+        return None
+    if ckpt is None or "optimizer" not in ckpt:
+        return None
+    curve = ckpt.get("curve") or {}
+    return {"config": config, "config_hash": config_hash, "model_fingerprint": ckpt.get("model_fingerprint"),
+            "step": int(ckpt["step"]), "curve": list(curve.get("points", [])),
+            "plateaus": int(curve.get("plateaus", 0)), "wall_s": float(ckpt.get("wall_s", 0.0))}
+
+
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The checked record at ``path``, or None with ``(path, why)`` added to ``bad``; a newer schema still raises
     (the fix is to upgrade effbench, not to leave runs out)."""
@@ -263,16 +285,23 @@ def load_store(root: str | os.PathLike) -> Store:
         else:
             records[record["config_hash"]] = record
     planned = store.manifest.get("runs")
+    fingerprints = store.manifest.get("fingerprints", {})
     if planned is not None:
-        fingerprints = store.manifest.get("fingerprints", {})
         for plan in planned:
             key = plan["config_hash"]
             record = records.get(key) or _capped_stand_in(plan, records.values(), store.manifest)
             if record is not None and superseded(record, fingerprints.get(plan["model"])):
                 record = _missing_run(plan, pending=SUPERSEDED)  # kept on disk until the run is trained again
             store.runs.append(record or _missing_run(plan, unreadable.get(key)))
+        unrecorded = [plan["config_hash"] for plan in planned if plan["config_hash"] not in records]
     else:
         store.runs = sorted(records.values(), key=run_order([]))
+        unrecorded = [p.name.removesuffix(".pt") for p in sorted((folder / CHECKPOINTS).glob("*.pt"))
+                      if p.name.removesuffix(".pt") not in records]
+    for key in unrecorded:
+        state = in_training(folder, key)
+        if state is not None and not superseded(state, fingerprints.get(state["config"].get("model"))):
+            store.training.append(state)
     if not store.runs and not store.profiles:
         bad = ", ".join(f"{path} ({why})" for path, why in store.bad_files)
         unreadable = f"; unreadable: {bad}" if bad else ""
