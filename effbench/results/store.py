@@ -256,7 +256,9 @@ def load_store(root: str | os.PathLike) -> Store:
 
     A run record or profile that cannot be read is left out and listed in ``Store.bad_files``; a planned run whose
     record was left out stands as ``missing``, its error naming the file, and one without a record as ``pending``,
-    as does one whose record is of an earlier form of its model (the manifest's ``fingerprints``).
+    as does one whose record is of an earlier form of its model (the manifest's ``fingerprints``). A run without a
+    record (planned, or any checkpoint's in a store without a manifest) that has a mid-run checkpoint is listed in
+    ``Store.training``.
 
     Raises:
         UsageError: If the folder does not exist or holds nothing readable.
