@@ -67,9 +67,10 @@ register_suite(
                 # reference (the aux effect is a paired difference over them), 1 elsewhere; tiny_hand_crop, the
                 # headline, also trains each auxiliary task alone (4 ablation runs). 42 runs in all.
                 # Cost (one thread, batch 32, channels-last, 2026-12-01): the tiny nets train ~16 steps/s, so a
-                # 20k-step run takes ~20 min (tiny_hand_wide and _240x320 ~4x that); mobilenet_v2_100 ~1.1-2 steps/s
-                # and still 4% better per 1,000 steps at 12,000 (no plateau yet at lr 0.01), so a converged run takes
-                # more than 3 h, and the MobileNetV2 family is most of the compute: on the 2-core CPU it lands over
+                # 20k-step run takes ~20 min (tiny_hand_wide and _240x320 ~4x that); mobilenet_v2_100 0.7-1.6 steps/s
+                # (1 thread; the lower beside another run) and still 4% better per 1,000 steps at 12,000 (its first
+                # plateau at ~12,000), so a converged run takes 5-10 h, and the MobileNetV2 family is most of the
+                # compute (~80 core-hours in all): on the 2-core CPU it lands over
                 # several sittings (`--hours`; finished runs are reused, interrupted ones resume, and the family's
                 # earlier runs under a 12,000-step cap go on from there); on one GPU (`--device cuda --jobs 8`) it
                 # is well under an hour.
