@@ -50,23 +50,19 @@ def test_the_lift_table_gives_each_model_its_share_of_the_lift_floor():
 
 
 def test_a_run_part_way_through_training_is_shown_with_its_curve_so_far(tmp_path):
-    from effbench.results import checkpoint_path, save_checkpoint
-    from effbench.train.curve import Curve
+    from effbench.results import progress_path, write_json
 
     root = make_store(tmp_path / "runs", seeds=2)
-    key = "000010000001"  # tiny_hand, aux on, seed 1 (make_store's hash scheme): no record, a mid-run checkpoint
+    key = "000010000001"  # tiny_hand, aux on, seed 1 (make_store's hash scheme): no record, part-way through training
     (root / f"{key}.json").unlink()
-    curve = Curve(patience=1)
-    for step, epe in ((20, 9.0), (40, 8.0), (60, 8.5)):
-        curve.add(step, 1.0, epe, step / 10)
-        curve.plateaued()
-    path = checkpoint_path(root, key)
-    path.parent.mkdir()
-    path.with_name(f"{key}.config.json").write_text(json.dumps({"model": "tiny_hand", "aux": True, "seed": 1,
-                                                                "steps": 100, "batch_size": 8}))
-    save_checkpoint(path, {"step": 60, "curve": curve.state_dict(), "wall_s": 120.0, "optimizer": {}})
-    # a finished run's final checkpoint (no optimiser state) is not part-way
-    save_checkpoint(checkpoint_path(root, "000010000000"), {"step": 100, "curve": curve.state_dict()})
+    curve = [{"step": s, "train_loss": 1.0, "val_epe_px": e, "wall_s": s / 10} for s, e in ((20, 9.0), (40, 8.0),
+                                                                                              (60, 8.5))]
+    config = {"model": "tiny_hand", "aux": True, "seed": 1, "steps": 100, "batch_size": 8}
+    write_json(progress_path(root, key), {"config": config, "config_hash": key, "model_fingerprint": None,
+                                          "step": 60, "curve": curve, "plateaus": 1, "wall_s": 120.0})
+    # a run with a record is not part-way, whatever a stale progress file says
+    write_json(progress_path(root, "000010000000"), {"config": config, "step": 50, "curve": [], "plateaus": 0,
+                                                      "wall_s": 1.0})
 
     build_report(root, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()

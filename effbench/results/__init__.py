@@ -31,6 +31,7 @@ from effbench.results.store import (
     load_store,
     manifest_path,
     profile_path,
+    progress_path,
     read_run,
     record_path,
     save_checkpoint,

@@ -6,6 +6,8 @@ Layout of a store folder (``bench.py train --out DIR``, or ``<report folder>/run
     checkpoints/<config_hash>.pt           its latest checkpoint; after a finished run, the tested weights (and,
                                            when it stopped at its cap, the state to go on from under a higher one)
     checkpoints/<config_hash>.config.json  its config, written when it starts
+    training/<config_hash>.json            while it is part-way: its step and curve at its last checkpoint (small,
+                                           kept with the records, unlike checkpoints/, so an interim report rebuilds)
     suite/manifest.json                    a suite's plan: suite, reference, models, budget, seeds, planned runs
     suite/profile-<model>.json             the profile of each model's deployable form
 
@@ -31,6 +33,9 @@ SUITE_DIR = "suite"
 MANIFEST = "manifest.json"
 PROFILE_PREFIX = "profile-"
 CHECKPOINTS = "checkpoints"
+#: Where a run part-way through training says how far it got (:func:`progress_path`); unlike its checkpoint, kept
+#: with the records, so that an interim report rebuilds from the store's files alone.
+TRAINING = "training"
 
 
 def record_path(root: str | os.PathLike, config_hash: str) -> Path:
@@ -41,6 +46,11 @@ def record_path(root: str | os.PathLike, config_hash: str) -> Path:
 def checkpoint_path(root: str | os.PathLike, config_hash: str) -> Path:
     """Where the checkpoint of the run ``config_hash`` lives (its config beside it, ``.config.json``)."""
     return Path(root) / CHECKPOINTS / f"{config_hash}.pt"
+
+
+def progress_path(root: str | os.PathLike, config_hash: str) -> Path:
+    """Where the run ``config_hash`` keeps its progress while part-way through training (:func:`in_training`)."""
+    return Path(root) / TRAINING / f"{config_hash}.json"
 
 
 def manifest_path(root: str | os.PathLike) -> Path:
@@ -221,22 +231,16 @@ def _capped_stand_in(plan: dict[str, Any], records: Any, manifest: dict[str, Any
 
 
 def in_training(root: str | os.PathLike, config_hash: str) -> dict[str, Any] | None:
-    """Where the run ``config_hash`` stands when it is part-way through training: its mid-run checkpoint's step,
-    learning curve so far, plateaus and wall time, with its config (the checkpoint's ``.config.json``). None when it
-    has no mid-run checkpoint (not started, finished, or a checkpoint or config that cannot be read: the run's own
-    business, which the trainer reports)."""
-    path = checkpoint_path(root, config_hash)
+    """Where the run ``config_hash`` stands when it is part-way through training, as its trainer wrote it at its last
+    checkpoint (:func:`progress_path`): ``config``, ``config_hash``, ``model_fingerprint``, ``step``, ``curve`` (the
+    validation points so far), ``plateaus`` and ``wall_s``. None when it has none (not started or finished) or it
+    cannot be read (the checkpoint, not this file, is what the run resumes from)."""
     try:
-        config = read_json(path.with_name(f"{config_hash}.config.json")) if path.exists() else None
-        ckpt = load_checkpoint(path) if isinstance(config, dict) else None
-    except (OSError, ValueError, RecordError):
+        state = read_json(progress_path(root, config_hash))
+    except (OSError, ValueError):
         return None
-    if ckpt is None or "optimizer" not in ckpt:
-        return None
-    curve = ckpt.get("curve") or {}
-    return {"config": config, "config_hash": config_hash, "model_fingerprint": ckpt.get("model_fingerprint"),
-            "step": int(ckpt["step"]), "curve": list(curve.get("points", [])),
-            "plateaus": int(curve.get("plateaus", 0)), "wall_s": float(ckpt.get("wall_s", 0.0))}
+    keys = {"config", "step", "curve", "plateaus", "wall_s"}
+    return state if isinstance(state, dict) and keys <= set(state) else None
 
 
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
@@ -257,8 +261,8 @@ def load_store(root: str | os.PathLike) -> Store:
     A run record or profile that cannot be read is left out and listed in ``Store.bad_files``; a planned run whose
     record was left out stands as ``missing``, its error naming the file, and one without a record as ``pending``,
     as does one whose record is of an earlier form of its model (the manifest's ``fingerprints``). A run without a
-    record (planned, or any checkpoint's in a store without a manifest) that has a mid-run checkpoint is listed in
-    ``Store.training``.
+    record (planned, or any in a store without a manifest) that is part-way through training is listed in
+    ``Store.training`` (:func:`in_training`).
 
     Raises:
         UsageError: If the folder does not exist or holds nothing readable.
@@ -298,8 +302,7 @@ def load_store(root: str | os.PathLike) -> Store:
         unrecorded = [plan["config_hash"] for plan in planned if plan["config_hash"] not in records]
     else:
         store.runs = sorted(records.values(), key=run_order([]))
-        unrecorded = [p.name.removesuffix(".pt") for p in sorted((folder / CHECKPOINTS).glob("*.pt"))
-                      if p.name.removesuffix(".pt") not in records]
+        unrecorded = [p.stem for p in sorted((folder / TRAINING).glob("*.json")) if p.stem not in records]
     for key in unrecorded:
         state = in_training(folder, key)
         if state is not None and not superseded(state, fingerprints.get(state["config"].get("model"))):

@@ -167,6 +167,7 @@ class _Run:
         self.t_start = time.perf_counter()
         self.device = device = torch.device(config.device)
         self.ckpt_path = results.checkpoint_path(out_dir, config_hash)
+        self.progress_path = results.progress_path(out_dir, config_hash)
         torch.manual_seed(config.seed)  # model initialisation
         # Channels-last weights (so activations follow): torch's CPU convolutions run 1.5-1.8x faster in training
         # for these models (measured: tiny_hand and mobilenet_v2_100, batch 32, one thread); same arithmetic.
@@ -263,7 +264,8 @@ class _Run:
 
     def checkpoint(self, final: bool, extension: dict[str, Any] | None = None) -> None:
         """Save the run's state atomically; a final checkpoint holds the evaluated weights and the curve, and the
-        ``extension`` state (:meth:`extension_state`) when it has one."""
+        ``extension`` state (:meth:`extension_state`) when it has one. A mid-run one also writes the run's progress
+        beside the records (:func:`effbench.results.in_training`), which a final one removes: the record follows."""
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "step": self.step,
@@ -284,6 +286,13 @@ class _Run:
         elif extension is not None:
             state["extension"] = extension
         results.save_checkpoint(self.ckpt_path, state)
+        if final:
+            self.progress_path.unlink(missing_ok=True)
+        else:
+            results.write_json(self.progress_path, {
+                "config": self.config.to_dict(), "config_hash": self.hash, "model_fingerprint": self.fingerprint,
+                "step": self.step, "curve": self.curve.points, "plateaus": self.curve.plateaus,
+                "wall_s": round(state["wall_s"], 3)})
 
     def extension_state(self) -> dict[str, Any] | None:
         """What a run of the same config under a higher step cap needs to go on from here: the last weights, the
