@@ -91,6 +91,7 @@ def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     rec["curve"] = [{"step": s, "train_loss": 1.0, "val_epe_px": e, "wall_s": s / 10}
                     for s, e in ((20, 9.0), (40, 8.0), (60, 7.0), (80, 6.9), (100, 6.0))]
     rec["convergence"] = {"best_step": 100, "stop_step": 100, "stopped_on_plateau": False}
+    rec["config"]["batch_size"] = 8  # the compute axis: steps x batch x 3 x the profile's FLOPs per frame
     path.write_text(json.dumps(rec))
 
     build_report(root, tmp_path / "out")
@@ -111,6 +112,7 @@ def test_report_states_the_claim_ablation_and_convergence(tmp_path):
     assert [(r["model"], r["best val EPE px"], r["still improving"]) for r in conv] == [("tiny_hand", "-", "**yes**")]
     assert "1 of 1 run(s) here" in md
     assert (tmp_path / "out" / "curves_steps.png").stat().st_size > 1000
+    assert "![curves_compute.png](curves_compute.png)" in md  # tiny_hand has a profile with its FLOPs
     # int8: 6.3 against 6.0 px is 5% worse, over the 2% tolerance.
     int8 = read_table(md, "### The deployed model in int8")
     assert [(r["model"], r["change"], r["loses > 2%"]) for r in int8] == [("tiny_hand", "+5.0%", "**yes**")]

@@ -61,9 +61,10 @@ def convergence_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], title: str,
                 training: list[dict[str, Any]] = ()) -> dict[str, bytes]:
-    """``curves_steps.png`` and ``curves_compute.png`` as PNG bytes, by file name (empty without curves): every
-    run with a curve, one colour per model, aux off dashed, on solid, each seed its own thin line; the runs part-way
-    through ``training`` (:func:`effbench.results.store.in_training`) dotted."""
+    """``curves_steps.png`` and ``curves_compute.png`` as PNG bytes, by file name (empty without curves; no compute
+    plot when no model with a curve has its FLOPs in ``flops_per_frame``): every run with a curve, one colour per
+    model, aux off dashed, on solid, each seed its own thin line; the runs part-way through ``training``
+    (:func:`effbench.results.store.in_training`) dotted."""
     with_curves = [r for r in runs if r.get("curve")] + [{**t, "training": True} for t in training if t["curve"]]
     if not with_curves:
         return {}
@@ -79,7 +80,7 @@ def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], t
             model, aux = cfg["model"], aux_label(cfg)
             scale = 1.0
             if stem == "compute":
-                if not flops_per_frame.get(model):
+                if not flops_per_frame.get(model) or not cfg.get("batch_size"):
                     continue
                 scale = cfg["batch_size"] * TRAIN_FLOPS_PER_FORWARD * flops_per_frame[model]
             pts = [(p["step"] * scale, p["val_epe_px"]) for p in rec["curve"] if p.get("val_epe_px") is not None]
@@ -91,6 +92,9 @@ def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], t
             ax.plot(*zip(*pts), color=colors(models.index(model) % 10), lw=1.0, alpha=0.8, ls=style,
                     label=label if key not in labelled else None)
             labelled.add(key)
+        if not labelled:  # the compute plot of models without a profile: nothing to draw
+            plt.close(fig)
+            continue
         if stem == "compute":
             ax.set_xscale("log")
         ax.set_yscale("log")
@@ -98,8 +102,7 @@ def plot_curves(runs: list[dict[str, Any]], flops_per_frame: dict[str, float], t
         ax.set_ylabel("validation EPE, px (log)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        if labelled:  # the compute plot has no line when no model has a profile
-            ax.legend(fontsize=7, ncol=2, loc="upper right")
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
