@@ -348,9 +348,9 @@ def render_markdown(
                   if short else "")
         training = f"; {len(store.training)} part-way through training" if store.training else ""
         lines += [f"**Interim report: {len(store.runs) - pending} of {len(store.runs)} planned runs trained{capped}, "
-                  f"{pending} pending{training}.** The suite run that wrote it stopped at its time limit (`--hours`), was "
-                  "interrupted, or trained under a lower cap; the same command goes on from where each run stopped and "
-                  "rewrites this report. Every figure below comes from the runs trained so far.", ""]
+                  f"{pending} pending{training}.** The suite run that wrote it stopped at its time limit (`--hours`), "
+                  "was interrupted, or trained under a lower cap; the same command goes on from where each run stopped "
+                  "and rewrites this report. Every figure below comes from the runs trained so far.", ""]
     if not failures.empty:
         complete = "" if pending or short else " Everything else is complete."
         lines += [f"**{len(failures)} stage(s) failed or did not run**; see [Failures](#failures).{complete}", ""]
