@@ -253,8 +253,8 @@ def seeds_text(frame: pd.DataFrame) -> str:
 
 def curve_lines(store: Store, plots: list[str]) -> list[str]:
     """The learning-curve section: the plots, the equal-steps comparison, every run's convergence and the runs
-    part-way through training (nothing when no record or checkpoint has a curve, as in stores written before curves
-    were kept)."""
+    part-way through training (nothing when no run, finished or part-way, has a curve, as in stores written before
+    curves were kept)."""
     table = claims.convergence_table(store.runs)
     if table.empty and not store.training:
         return []
