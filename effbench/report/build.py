@@ -421,8 +421,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, metric: str = "ep
         png = plot_pareto(points, xlabel=xlabel, ylabel=ylabel, title=title, models=store.models, subtitle=subtitle)
         written.append(write_atomic(out / fname, png))
         plots.append((fname, title))
-    flops = {name: ((store.profiles.get(name) or {}).get("profile") or {}).get("flops") for name in store.models}
-    flops = {name: f for name, f in flops.items() if f}
+    profiles = tables.model_profiles(frame)
+    flops = {name: f for name, f in profiles.get("prof_flops", pd.Series(dtype=float)).items()
+             if not tables.is_missing(f) and f}
     curve_pngs = plot_curves(store.runs, flops, f"suite {store.suite}: learning curves", store.training)
     written += [write_atomic(out / name, png) for name, png in curve_pngs.items()]
     markdown = render_markdown(store, frame, plots, metric, view, list(curve_pngs))
