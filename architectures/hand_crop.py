@@ -29,32 +29,34 @@ class Locator(nn.Module):
 
     A 4x4 stride-4 patch stem, a 2x2 stride-2 convolution to 1/8, another to 1/16 and residual depthwise-separable
     blocks there (the context: which surface is the hand), then back to 1/8 as the keypoint decoder does (the 1/16
-    map projected, upsampled and added to the 1/8 map, a depthwise-separable 3x3) and a 1x1 conv to two maps: the
-    centre's logits and a distance correction. The distance is the expectation, under the centre's softmax, of the
-    nearest depth in each 8 x 8 block plus the correction: the frame already says how far the surface is, the net
-    only says which surface and how far behind it the joints lie.
+    map projected, upsampled and added to the 1/8 map, a depthwise-separable 3x3) and a 1x1 conv to three maps: the
+    centre's logits, the distance's own logits and a distance correction. The centre is the expectation of the pixel
+    grid under the centre's softmax. The distance is the expectation of the nearest depth in each 8 x 8 block plus
+    the correction, under a softmax of the centre's logits plus the distance's: the frame already says how far each
+    surface is, the net says which blocks show the hand (not an occluder in front of it) and how far behind that
+    surface the joints lie.
 
     Args:
         channels: Widths at 1/4, 1/8 and 1/16.
-        blocks: Residual DS blocks at 1/16.
-        block: The DS block's class (``block(channels)``).
+        dilations: One residual DS block at 1/16 per entry, at that dilation.
+        block: The DS block's class (``block(channels, dilation)``).
     """
 
     stride = 8
 
-    def __init__(self, channels: tuple[int, int, int], blocks: int, block: type[nn.Module]):
+    def __init__(self, channels: tuple[int, int, int], dilations: tuple[int, ...], block: type[nn.Module]):
         super().__init__()
         c0, c1, c2 = channels
         self.norm = DepthNorm(max_mm=MAX_DEPTH_MM)
         self.to8 = nn.Sequential(conv_bn(1, c0, 4, stride=4), conv_bn(c0, c1, 2, stride=2))
-        self.to16 = nn.Sequential(conv_bn(c1, c2, 2, stride=2), *(block(c2) for _ in range(blocks)))
+        self.to16 = nn.Sequential(conv_bn(c1, c2, 2, stride=2), *(block(c2, d) for d in dilations))
         self.proj = nn.Conv2d(c2, c1, 1)
         self.refine = nn.Sequential(conv_bn(c1, c1, 3, groups=c1), conv_bn(c1, c1, 1))
-        self.head = nn.Conv2d(c1, 2, 1)
+        self.head = nn.Conv2d(c1, 3, 1)
         self.softargmax = SoftArgmax2d(self.stride)
         init_weights(self)
-        # Near-zero start: an almost uniform centre map (the frame's centre) and almost no distance correction. Not
-        # zero, so that the body below gets a gradient from the first step.
+        # Near-zero start: an almost uniform centre map (the frame's centre), the distance read where the centre is
+        # and almost no correction. Not zero, so that the body below gets a gradient from the first step.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
 
@@ -62,14 +64,17 @@ class Locator(nn.Module):
         f8 = self.to8(self.norm(depth))
         up = F.interpolate(self.proj(self.to16(f8)), size=f8.shape[-2:], mode="bilinear", align_corners=False)
         y = self.head(self.refine(F.relu(f8 + up)))
-        logits, correction = y[:, :1], y[:, 1:]
+        logits, z_logits, correction = y[:, :1], y[:, 1:2], y[:, 2:]
         h, w = logits.shape[-2:]
         p = logits.flatten(2).softmax(-1)  # (B, 1, h*w)
         centre = (p @ self.softargmax.grid(h, w, logits))[:, 0]
+        # The distance's weights start as the centre's and learn to leave the blocks an occluder covers, whose
+        # nearest depth is the occluder's: with the centre's weights, 7.8% of test hands were over 50 mm off.
+        q = (logits + z_logits).flatten(2).softmax(-1)
         # Holes (0 mm) and the far background read as the clamp; the nearest surface of each block at 1/8.
         d = torch.where(depth > 0, depth, MAX_DEPTH_MM).clamp(max=MAX_DEPTH_MM)
         nearest = -F.max_pool2d(-d, self.stride)[..., :h, :w]
-        z = (p * (nearest + 100.0 * correction).flatten(2)).sum(-1)[:, 0]
+        z = (q * (nearest + 100.0 * correction).flatten(2)).sum(-1)[:, 0]
         return {"centre_logits": logits, "hand_centre": centre, "hand_z": z}
 
 

@@ -267,7 +267,7 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     return _create_tiny_hand(**kwargs)
 
 
-@register_model(params=43_026, macs=3_300_440)
+@register_model(params=43_043, macs=3_305_240)
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
     """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks,
     its maps back at 1/8) finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120
@@ -350,7 +350,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         with only the stems reading int8 up to 48% (seed 1, aux off).
     """
     cfg = TinyHandConfig()
-    locator = Locator((8, 16, 32), 2, DSBlock)
+    locator = Locator((8, 16, 32), (1, 2), DSBlock)
     net = CropKeypointNet(locator, _keypoint_net(cfg, norm=nn.Identity(), **kwargs), size=120)
     return CropHandPoseNet(net, encoder_channels=cfg.channels[-1], decoder_channels=cfg.decoder_channels)
 
