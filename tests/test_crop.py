@@ -161,3 +161,38 @@ def test_tiny_hand_crop_losses_are_finite_and_reach_the_locator(aux: bool):
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     assert model.net.locator.head.weight.grad.abs().sum() > 0
+
+
+class _Maps(torch.nn.Module):
+    """Stands in for the locator's head: returns fixed (centre logits, distance logits, correction) maps."""
+
+    def __init__(self, maps: torch.Tensor):
+        super().__init__()
+        self.maps = maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps.expand(len(x), -1, -1, -1)
+
+
+def test_the_locator_reads_the_distance_where_its_own_attention_points_not_where_the_centre_is():
+    locator = create_model("tiny_hand_crop").net.locator.eval()
+    # A 120 x 160 frame at 600 mm with a disc-like occluder at 300 mm over the 8 x 8 block (row 7, column 10),
+    # where the centre's logits peak: the hand is behind it, and block (7, 12) shows the hand's surface at 450 mm.
+    depth = torch.full((1, 1, 120, 160), 600.0)
+    depth[..., 56:64, 80:88] = 300.0
+    depth[..., 56:64, 96:104] = 450.0
+    maps = torch.zeros(1, 3, 15, 20)
+    maps[0, 0, 7, 10] = 50.0  # the centre: block (7, 10), whose pixel centre is (10 * 8 + 3.5, 7 * 8 + 3.5)
+    maps[0, 2] = 0.2  # a correction of 0.2 x 100 mm everywhere
+    locator.head = _Maps(maps)
+    with torch.no_grad():
+        out = locator(depth)
+    torch.testing.assert_close(out["hand_centre"], torch.tensor([[83.5, 59.5]]))
+    # With no distance logits of its own, the distance is read where the centre is: the occluder's 300 mm + 20.
+    torch.testing.assert_close(out["hand_z"], torch.tensor([320.0]))
+    # The distance's logits move its weights off the occluder onto the hand's block; the centre stays.
+    maps[0, 1, 7, 10], maps[0, 1, 7, 12] = -100.0, 100.0
+    with torch.no_grad():
+        out = locator(depth)
+    torch.testing.assert_close(out["hand_centre"], torch.tensor([[83.5, 59.5]]))
+    torch.testing.assert_close(out["hand_z"], torch.tensor([470.0]))
