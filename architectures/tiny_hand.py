@@ -206,7 +206,10 @@ def tiny_hand(**kwargs) -> HandPoseNet:
     25.1-26.2x under ONNX Runtime fp32 over five repeats in one process (9,500-10,100 Hz, 2.3-2.4x its roofline time),
     27.1x in the embedded report's profile; ExecuTorch XNNPACK fp32 24.0x and 31.9x in two runs (0.114-0.204 ms); the
     dense layout (``tiny_hand_dense``) 31.4x under ONNX Runtime in that profile. On an idle 2-core AMD EPYC with AVX-512
-    (2026-12-02, five repeats): 28.8x median (26.8-35.8x), 10,600 Hz, 1.2x its roofline time.
+    (2026-12-02, five repeats): 28.8x median (26.8-35.8x), 10,600 Hz, 1.2x its roofline time. (The roofline
+    multiples above are against torch's matmul; ONNX Runtime's runs 2.2x faster on the AMD EPYC, and the roofline
+    is now the faster of the two: in the embedded report's profile there, 15,500 Hz, 23.8x mobilenet_v2_100, 2.1x
+    its roofline time.)
 
     What 30x under ONNX Runtime would cost, measured both ways (untrained variants timed in the same rounds, idle AMD
     EPYC, four rounds; test EPE after 4,000 steps, the A/B recipe below, against 9.02 px for this net, trained

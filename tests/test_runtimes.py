@@ -21,7 +21,8 @@ from effbench import create_model, profile, registry
 from effbench.measure import build_deployable, registered
 from effbench.profiler import Stats, TimingConfig, runtimes as rt
 from effbench.profiler.latency import deployed_copy, time_fn
-from effbench.profiler.roofline import gemm_gmacs
+from effbench.profiler import roofline
+from effbench.profiler.roofline import gemm_gmacs, ort_gemm_gmacs
 from effbench.profiler.runtimes import onnx_export, onnx_passes
 from effbench.profiler.runtimes.ort import BoundRun, OrtModel
 from effbench.profiler.runtimes.ort_int8 import head_nodes, input_nodes
@@ -354,6 +355,17 @@ def test_models_timed_together_keep_their_own_results():
 def test_roofline_is_a_rate():
     small = TimingConfig(warmup_s=0, warmup_runs=1, windows=2, budget_s=0, min_runs=2, max_runs=2)
     assert 0.1 < gemm_gmacs(1, size=128, timing=small) < 10_000  # GMAC/s of one core, any CPU
+    assert 0.1 < ort_gemm_gmacs(1, size=128, timing=small) < 10_000
+
+
+def test_roofline_is_the_faster_gemm(monkeypatch):
+    """No BLAS is the fastest on every CPU: a model may not run above the roofline because torch's was the slower."""
+    for torch_rate, ort_rate, expected in ((40.0, 100.0, 100.0), (60.0, 50.0, 60.0), (45.0, None, 45.0)):
+        monkeypatch.setattr(roofline, "gemm_gmacs", lambda threads, r=torch_rate: r)
+        monkeypatch.setattr(roofline, "ort_gemm_gmacs", lambda threads, r=ort_rate: r)
+        roofline.roofline_gmacs.cache_clear()
+        assert roofline.roofline_gmacs(1) == expected
+    roofline.roofline_gmacs.cache_clear()
 
 
 def test_nothing_written_outside_the_temp_dir(tmp_path):

@@ -180,7 +180,8 @@ def runtime_table(rows: list[dict[str, Any]], names: list[str], reference: str |
     note = f"\nmachine: {describe_machine(machine())}; runtimes: {', '.join(sorted(versions))}."
     roof = next((r.get("roofline_gmacs_1t") for r in by_model.values() if r.get("roofline_gmacs_1t")), None)
     if roof is not None:
-        note += (f" GEMM roofline of this core, this run: {roof:.1f} GMAC/s (fp32 matmul, 1 thread). max diff: "
+        note += (f" GEMM roofline of this core, this run: {roof:.1f} GMAC/s (the faster fp32 matmul of torch and "
+                 "ONNX Runtime, 1 thread). max diff: "
                  "largest |output - eager output| on the timed input.")
     return tabulate(table, headers=headers, disable_numparse=True) + note
 
