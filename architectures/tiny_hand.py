@@ -272,11 +272,12 @@ def tiny_hand(**kwargs) -> HandPoseNet:
 
 @register_model(params=43_043, macs=3_305_240)
 def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
-    """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks,
-    its maps back at 1/8) finds the hand's centre and distance in the frame; tiny_hand's network reads a 120 x 120
-    crop of 250 mm around it, its depth relative to the hand's distance; keypoints come back in frame pixels. 43k
-    parameters, 3.3 M MACs (7.1 MFLOPs): 1.9% and 2.8% of mobilenet_v2_100's. Trained on physical augmentation only
-    (``augment_physical``, the embedded suite's budgets set it).
+    """Two stages (:mod:`architectures.hand_crop`): a locator (8/16/32 channels at 1/4, 1/8, 1/16, two DS blocks
+    at dilations 1 and 2, its maps back at 1/8, the distance under its own attention) finds the hand's centre and
+    distance in the frame; tiny_hand's network reads a 120 x 120 crop of 250 mm around it, its depth relative to
+    the hand's distance; keypoints come back in frame pixels. 43k parameters, 3.3 M MACs (7.1 MFLOPs): 1.9% and 2.8%
+    of mobilenet_v2_100's. Trained on physical augmentation only (``augment_physical``, the embedded suite's budgets
+    set it).
 
     Why: tiny_hand underfits (its training-frame EPE equals its test EPE) and its error grows with the hand's size
     in the frame (13 px for hands nearer than 300 mm, 7 px beyond 500 mm, after 4,000 steps). A crop at the hand's

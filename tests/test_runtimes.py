@@ -19,9 +19,8 @@ from torch import nn
 
 from effbench import create_model, profile, registry
 from effbench.measure import build_deployable, registered
-from effbench.profiler import Stats, TimingConfig, runtimes as rt
+from effbench.profiler import Stats, TimingConfig, roofline, runtimes as rt
 from effbench.profiler.latency import deployed_copy, time_fn
-from effbench.profiler import roofline
 from effbench.profiler.roofline import gemm_gmacs, ort_gemm_gmacs
 from effbench.profiler.runtimes import onnx_export, onnx_passes
 from effbench.profiler.runtimes.ort import BoundRun, OrtModel
