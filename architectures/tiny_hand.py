@@ -322,7 +322,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         and 8.7-9.4 px at the 90th percentile, its distance 12 mm and 40-45 mm; with the true centre and distance
         the same weights read 4.59 / 4.94 / 4.80 px.
       * The same form with a plateau patience of 12 validation points instead of 6 (the embedded suite's recipe for this
-        net): aux on 4.84 / 4.69 / 5.03 px (seeds 0-2, 4.86 +- 0.17; was 5.28 / 5.74 / 5.54), 1.00x mobilenet_v2_100's
+        net until the patience of 24 below): aux on 4.84 / 4.69 / 5.03 px (seeds 0-2, 4.86 +- 0.17; was 5.28 / 5.74 / 5.54), 1.00x mobilenet_v2_100's
         4.87 (a lower bound: that one run stopped at its 12,000-step cap still improving); PCK@5 74.2%, 2.5D error
         51 mm, handedness 94.1%, keypose 77.7%. Aux off 5.08 / 4.77 / 5.03 (4.96 +- 0.16; PCK@5 73.4%, 2.5D error
         51.6 mm): aux on - off -0.24 / -0.08 / 0.00 px, -0.11 [-0.40, +0.19] (95%, 3 seeds), within the seed spread,
@@ -333,7 +333,7 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         (4.95 against 5.28 px for the seed-0 run above): the net underfits, so more steps at the first rate, not more
         data, were what it lacked. Not the fix: a temperature on either soft-argmax at test time (x1.25-2 on the logits:
         5.24-5.50 px against 5.28).
-      * A patience of 24 points (6,000 steps) under a cap of 100,000 (the embedded suite's recipe for this net now),
+      * A patience of 24 points (6,000 steps) under a cap of 100,000 (the embedded suite's recipe for this net),
         aux on: 4.78 / 4.51 / 4.50 px (seeds 0-2, 4.60 +- 0.16; paired against 12 points -0.06 / -0.18 / -0.53) in
         50,250-74,250 steps; PCK@5 74.8-77.2%, 2.5D error 49-51 mm, handedness 94-95%, keypose 78-80%.
       * Where the error is (the seed-1 run of the line above, test split, per frame): its median frame reads 2.78 px,
