@@ -324,9 +324,9 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
       * The same form with a plateau patience of 12 validation points instead of 6 (the embedded suite's recipe for this
         net until the patience of 24 below): aux on 4.84 / 4.69 / 5.03 px (seeds 0-2, 4.86 +- 0.17; was 5.28 /
         5.74 / 5.54), 1.00x mobilenet_v2_100's 4.87 (a lower bound: that one run stopped at its 12,000-step cap still
-        improving); PCK@5 74.2%, 2.5D error 51 mm, handedness 94.1%, keypose 77.7%. Aux off 5.08 / 4.77 / 5.03 (4.96 +- 0.16; PCK@5 73.4%, 2.5D error
-        51.6 mm): aux on - off -0.24 / -0.08 / 0.00 px, -0.11 [-0.40, +0.19] (95%, 3 seeds), within the seed spread,
-        as with the patience of 6. Its validation curve jumps at the first
+        improving); PCK@5 74.2%, 2.5D error 51 mm, handedness 94.1%, keypose 77.7%. Aux off 5.08 / 4.77 / 5.03
+        (4.96 +- 0.16; PCK@5 73.4%, 2.5D error 51.6 mm): aux on - off -0.24 / -0.08 / 0.00 px, -0.11 [-0.40, +0.19]
+        (95%, 3 seeds), within the seed spread, as with the patience of 6. Its validation curve jumps at the first
         learning rate (the locator's centre map moves), so 6 points fired the first plateau at 6,000-11,750 steps, and
         the later it fired the lower the run ended; with 12 the first plateau came at 17,250-28,000 steps and the runs
         stopped at 25,000-38,000 (72 and 80 min on one thread, 37 on two). The training frames read as the test frames
