@@ -55,6 +55,20 @@ def test_accuracy_only_valid_items():
     assert ev.accuracy(pred, target, torch.tensor([True, True, True, False])) == pytest.approx(2 / 3)
 
 
+def test_p95_frame_is_the_95th_percentile_of_per_frame_means():
+    # 20 frames of 3 keypoints; frame i is off by i px on each counted keypoint. Its third keypoint is off by
+    # 1000 px but not counted, and frame 0 counts nothing: frames 1..19 remain, whose per-frame means are 1..19.
+    # Linear interpolation over 19 sorted values: position 0.95 * 18 = 17.1, so 18 + 0.1 * (19 - 18) = 18.1.
+    dist = torch.arange(20.0)[:, None].repeat(1, 3)
+    dist[:, 2] = 1000.0
+    valid = torch.ones(20, 3, dtype=torch.bool)
+    valid[:, 2] = False
+    valid[0] = False
+    assert ev.frame_quantile(dist, valid, 0.95) == pytest.approx(18.1)
+    assert ev.frame_quantile(dist, valid, 0.5) == pytest.approx(10.0)
+    assert ev.frame_quantile(dist, torch.zeros(20, 3, dtype=torch.bool), 0.95) is None
+
+
 def test_keypoint_metrics_vis_and_all():
     # 1 frame, 2 keypoints: the first visible with 2D error 3 px and 3D error 40 mm,
     # the second occluded with 2D error 6 px and 3D error 10 mm.
@@ -121,7 +135,7 @@ def test_evaluate_masks_no_hand_frames_and_outside_keypoints():
                     "handedness": torch.ones(b, 1)}
 
     m = ev.evaluate(Stub(), split, aux=True, batch_size=1)
-    assert m["epe_px"] == pytest.approx(1.0) and m["pck2"] == 1.0
+    assert m["epe_px"] == pytest.approx(1.0) and m["pck2"] == 1.0 and m["epe_px_p95_frame"] == pytest.approx(1.0)
     assert m["mask_iou"] == pytest.approx(4 / 8)  # the no-hand frame predicts 4 false-positive pixels
     # every visibility label and every prediction is 1 -> F1 = 1
     assert m["vis_f1"] == 1.0

@@ -283,7 +283,9 @@ def accuracy_lines(
     lines = ["## Accuracy without and with auxiliary tasks", ""]
     lines += [
         "Test split; mean ± sample std over seeds (one seed: the value alone). Δ = aux on - aux off of the seed "
-        "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better."
+        "means, and relative to aux off. EPE and 3D error: lower is better; PCK@5: higher is better. p95 frame EPE: "
+        "the 95th percentile over test frames of each frame's EPE, where whole-frame failures show (a missed hand) "
+        "that the mean over keypoints spreads thin; `-` for runs recorded before it was kept."
         + input_size_note(frame),
         "",
         tables.to_markdown(tables.accuracy_table(frame)),

@@ -34,6 +34,7 @@ COST_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
 #: (column title, test_* key, scale, digits) of the accuracy table: lower is better except PCK.
 ACCURACY_METRICS: tuple[tuple[str, str, float, int], ...] = (
     ("EPE px", "test_epe_px", 1.0, 2),
+    ("p95 frame EPE px", "test_epe_px_p95_frame", 1.0, 2),
     ("PCK@5 %", "test_pck5", 100.0, 1),
     ("2.5D err mm", "test_err25_mm", 1.0, 1),
     ("3D err mm", "test_err3d_mm", 1.0, 1),
