@@ -99,3 +99,17 @@ def test_a_move_in_depth_shrinks_or_grows_the_image_as_the_camera_would_see_it()
                             translate=0.0, depth_shift_mm=100.0)
     assert torch.equal(shifted["keypoints_2d"], batch["keypoints_2d"])
     assert torch.allclose(shifted["joints_3d"][..., 2], z)
+
+
+def test_a_move_scales_a_frame_by_its_hands_distance_or_else_by_its_median_depth():
+    from effbench.data.augment import _distance
+
+    batch = _marker_batch(3)
+    batch["has_hand"] = torch.tensor([True, False, False])
+    batch["joints_3d"][0, :, 2] = torch.linspace(300.0, 500.0, 21)  # mean 400 mm
+    batch["depth"][1] = 0.0
+    batch["depth"][1, 0, 0, :3] = torch.tensor([200.0, 900.0, 300.0])  # the rest holes: median of 200, 300, 900
+    batch["depth"][2] = 0.0  # nothing measured: mid-range
+    assert _distance(batch).tolist() == pytest.approx([400.0, 300.0, 500.0])
+    batch["has_hand"][:] = True  # every frame's hand: no median at all
+    assert _distance(batch)[1:].tolist() == pytest.approx([500.0, 500.0])

@@ -100,9 +100,16 @@ def augment_batch(
 def _distance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B,) how far each frame's hand is (mean joint z, mm); the median measured depth where there is no hand."""
     depth = batch["depth"].flatten(1).float()
-    # A frame with no measured pixel at all (every one a hole) moves as if it were mid-range.
-    median = torch.where(depth > 0, depth, float("nan")).nanmedian(1).values.nan_to_num(500.0)
     if "joints_3d" not in batch:
-        return median
+        return _median_depth(depth)
     has = batch.get("has_hand", torch.ones(len(depth), dtype=torch.bool, device=depth.device)).to(depth.device).bool()
-    return torch.where(has, batch["joints_3d"][..., 2].float().mean(1), median)
+    z = batch["joints_3d"][..., 2].float().mean(1)
+    if not has.all():  # the median only where it is used: it sorts every pixel, a fifth of a training step's augmentation
+        z[~has] = _median_depth(depth[~has])
+    return z
+
+
+def _median_depth(depth: torch.Tensor) -> torch.Tensor:
+    """(N,) the median measured (non-zero) depth of each (N, P) frame; a frame with no measured pixel at all (every one
+    a hole) moves as if it were mid-range, 500 mm."""
+    return torch.where(depth > 0, depth, float("nan")).nanmedian(1).values.nan_to_num(500.0)
