@@ -6,6 +6,9 @@ it, resampled to ``size x size`` pixels. Its output then carries ``"crop"``, a `
 ``(j * scale + offset_x, i * scale + offset_y)`` (pixel centres at integers in both). Its ``"keypoints"`` are in frame
 pixels like every model's; its ``"heatmaps"`` and ``"seg"`` are in the crop's, and the losses and metrics map their
 labels into the crop with the functions here.
+
+A crop's side in pixels is the camera's focal length times its side in millimetres over the hand's distance, so the
+crop stage holds the focal length (px) as its ``focal_px`` attribute; :func:`use_camera` sets it from the data.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ from torch import Tensor
 #: The keys a two-stage model's output adds: its crop and its first stage's hand centre logits (1/16 map), centre
 #: (B, 2) px and distance (B,) mm, which :func:`effbench.train.losses.locator_loss` trains.
 CROP_KEYS = frozenset({"crop", "centre_logits", "hand_centre", "hand_z"})
+
+
+def use_camera(model: torch.nn.Module, focal_px: float) -> torch.nn.Module:
+    """Give every crop stage of ``model`` (each submodule with a ``focal_px``) the camera's focal length in px.
+
+    A two-stage model built for one camera and fed another's frames crops the hand at the wrong scale: measured on
+    ``tiny_hand_crop``, 15-24% higher EPE at a 50 or 70 degree field of view (trained at 60) when not told. A model with
+    no crop stage is returned unchanged.
+    """
+    for module in model.modules():
+        if hasattr(module, "focal_px"):
+            module.focal_px = float(focal_px)
+    return model
 
 
 def to_crop(points: Tensor, crop: Tensor) -> Tensor:

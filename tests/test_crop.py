@@ -196,3 +196,24 @@ def test_the_locator_reads_the_distance_where_its_own_attention_points_not_where
         out = locator(depth)
     torch.testing.assert_close(out["hand_centre"], torch.tensor([[83.5, 59.5]]))
     torch.testing.assert_close(out["hand_z"], torch.tensor([470.0]))
+
+
+def test_a_crop_model_trains_with_the_focal_length_of_its_datas_camera():
+    from effbench.train.config import TrainConfig
+    from effbench.train.loop import build_model
+
+    frame = torch.full((1, 1, 120, 160), 900.0)
+    frame[..., 40:80, 60:100] = 400.0
+    crops = {}
+    for focal in (140.0, 114.0):
+        torch.manual_seed(0)
+        net = build_model(TrainConfig(model="tiny_hand_crop", data_config={"focal_px": focal})).deployable().eval()
+        assert net.focal_px == focal
+        with torch.no_grad():
+            crops[focal] = net(frame)["crop"]
+    # Same weights and frame, so the same located distance: the crop's side (scale x 120 px) goes with the focal length.
+    assert (crops[114.0][0, 0] / crops[140.0][0, 0]).item() == pytest.approx(114.0 / 140.0, rel=1e-5)
+    # A wider frame of the same camera (the focal length scales with the width); a model with no crop is as built.
+    wide = build_model(TrainConfig(model="tiny_hand_crop", data_config={"height": 240, "width": 320}))
+    assert wide.deployable().focal_px == 280.0
+    assert not hasattr(build_model(TrainConfig(model="tiny_hand")).deployable(), "focal_px")

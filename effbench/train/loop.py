@@ -135,8 +135,6 @@ def load_teacher(out_dir: Path, key: str, device: torch.device) -> nn.Module:
         RuntimeError: When ``out_dir`` holds no successful record of ``key`` or not its final checkpoint (the student's
             run then fails, saying so).
     """
-    from effbench.registry import create_model
-
     record = _read_record(results.record_path(out_dir, key))
     if record is None or record.get("status") != "ok":
         why = "has no record" if record is None else f"failed ({record.get('error')})"
@@ -145,12 +143,21 @@ def load_teacher(out_dir: Path, key: str, device: torch.device) -> nn.Module:
     ckpt = results.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ckpt is None or "optimizer" in ckpt:  # a mid-run checkpoint holds the last weights, not the tested ones
         raise RuntimeError(f"teacher run {key} has no final checkpoint ({ckpt_path}): its weights are needed")
-    model = create_model(record["config"]["model"])
+    model = build_model(TrainConfig.from_dict(record["config"]))
     model.load_state_dict(ckpt["model"])
     teacher = model.deployable().to(device, memory_format=torch.channels_last).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The training form of ``config``'s model, with any crop stage told the focal length of the data's camera."""
+    from effbench.crop import use_camera
+    from effbench.data.scene import SceneConfig
+    from effbench.registry import create_model
+
+    return use_camera(create_model(config.model), SceneConfig(**config.data_config).intrinsics[0])
 
 
 class _Run:
@@ -161,8 +168,6 @@ class _Run:
     """
 
     def __init__(self, config: TrainConfig, out_dir: Path, config_hash: str, fingerprint: str | None):
-        from effbench.registry import create_model
-
         self.config, self.hash, self.fingerprint = config, config_hash, fingerprint
         self.t_start = time.perf_counter()
         self.device = device = torch.device(config.device)
@@ -171,7 +176,7 @@ class _Run:
         torch.manual_seed(config.seed)  # model initialisation
         # Channels-last weights (so activations follow): torch's CPU convolutions run 1.5-1.8x faster in training
         # for these models (measured: tiny_hand and mobilenet_v2_100, batch 32, one thread); same arithmetic.
-        self.model = create_model(config.model).to(device, memory_format=torch.channels_last)
+        self.model = build_model(config).to(device, memory_format=torch.channels_last)
         # Without auxiliary tasks the deployable form is trained: same weights, no auxiliary heads computed.
         self.net = self.model if config.aux else self.model.deployable()
         tasks = config.tasks()
