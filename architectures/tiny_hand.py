@@ -358,8 +358,8 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
       * On frames of other sensors (the test split's scenes rendered again with one setting changed; the two runs
         above against mobilenet_v2_100 aux off, converged, 4.16 px as trained): 3x the depth noise 4.28 / 4.43
         against 4.19 px; 5x the holes 4.45 / 4.46 against 4.41; hands at 150-450 mm instead of 200-700, 5.74 / 5.92
-        against 5.82. Another field of view moves the crop: its side is ``focal_px * box_mm / z``, so a camera of
-        another focal length must be given as the crop's ``focal_px`` (the deployable form's attribute). Not told,
+        against 5.82. Another field of view moves the crop: its side is ``focal_px * box_mm / z``, so the crop must be
+        told the camera's focal length (:func:`effbench.crop.use_camera`; training tells it the data's). Not told,
         at 70 degrees (114 px) 4.47 / 4.58 against 3.83 and at 50 degrees (172 px) 6.10 / 6.29 against 5.28
         (1.17-1.19x); told, 3.60 / 3.71 and 5.29 / 5.36 (0.94-1.02x). Keypoints are in pixels, so a wider view reads
         smaller errors for every model.
