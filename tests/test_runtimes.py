@@ -1,8 +1,8 @@
 """Deployment runtimes: ONNX Runtime's outputs equal eager PyTorch's for every registered model, the exact graph
-passes (input affine folded, non-integer bilinear resize as products) change no output and refuse where they would,
-the timed loop's bound buffers, int8 keeps the soft-argmax head in fp32, a model the exporter refuses is recorded
-with its reason, MLPerf Tiny windows, models timed in interleaved rounds, the roofline, and nothing written under
-the home folder."""
+passes (scalar affines folded into convolutions, non-integer bilinear resize as products) change no output and
+refuse where they would, the timed loop's bound buffers, int8 keeps the soft-argmax head in fp32, a model the
+exporter refuses is recorded with its reason, MLPerf Tiny windows, models timed in interleaved rounds, the roofline,
+and nothing written under the home folder."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_depth_norm_folds_into_tiny_hands_patch_stem(tmp_path, name, head):
     frames = [1.8 * x for x in _frames()]  # 540-1800 mm: some beyond tiny_hand's 1000 mm clamp
     ws = rt.Workspace(net, frames[0], tmp_path, folded)
     plain = OrtModel(onnx_export.exported(ws), folded)
-    fused = OrtModel(onnx_passes.deployed(ws, (onnx_passes.fold_input_affine,)), folded)
+    fused = OrtModel(onnx_passes.deployed(ws, (onnx_passes.fold_affine_into_conv,)), folded)
     assert _op_types(plain.path)[:len(head) + 3] == [*head, "Sub", "Mul", "Conv"]
     assert _op_types(fused.path)[:len(head) + 1] == [*head, "Conv"]
     for x in frames:
@@ -177,7 +177,27 @@ def test_depth_norm_folds_into_tiny_hands_patch_stem(tmp_path, name, head):
     assert fused.file_bytes <= plain.file_bytes + 4 * 16 + 200  # one bias vector more, nothing else
 
 
-def test_input_affine_is_not_folded_into_a_padded_conv(tmp_path):
+def test_a_two_stage_nets_depth_scalings_fold_into_both_stems(tmp_path):
+    """tiny_hand_crop's frame has several readers (the locator's clamp, the nearest-depth pool, the crop), and its
+    keypoint stem reads the crop's relative depth scaled to +-1: both affines fold (the locator's Sub and Mul, the
+    keypoint stem's Mul), and the keypoints stay where the exported graph puts them."""
+    torch.manual_seed(0)
+    net, folded = deployed_copy(_trained_like(create_model("tiny_hand_crop").deployable()))
+    frames = _frames(3)
+    for x in frames:
+        x[..., 40:80, 60:100] = 400.0  # a near surface for the locator to find
+    ws = rt.Workspace(net, frames[0], tmp_path, folded)
+    plain = OrtModel(onnx_export.exported(ws), folded)
+    fused = OrtModel(onnx_passes.deployed(ws, (onnx_passes.fold_affine_into_conv,)), folded)
+    before, after = _op_types(plain.path), _op_types(fused.path)
+    assert (before.count("Sub") - after.count("Sub"), before.count("Mul") - after.count("Mul")) == (1, 2)
+    assert len(before) - len(after) == 3
+    for x in frames:
+        out, ref = fused.run(x), plain.run(x)
+        torch.testing.assert_close(out["keypoints"], ref["keypoints"], atol=1e-3, rtol=0)
+
+
+def test_an_affine_is_not_folded_into_a_padded_conv(tmp_path):
     """A padded border reads a normalised 0 (a raw 500 mm) where a folded convolution would read a raw 0: not exact,
     so the graph is left as it is."""
     import onnx
@@ -185,7 +205,7 @@ def test_input_affine_is_not_folded_into_a_padded_conv(tmp_path):
     ws = rt.Workspace(_PatchNet(padded=True).eval(), _frames(1)[0], tmp_path)
     model = onnx.load(str(onnx_export.exported(ws)))
     before = model.SerializeToString()
-    assert onnx_passes.fold_input_affine(model) is False
+    assert onnx_passes.fold_affine_into_conv(model) is False
     assert model.SerializeToString() == before
 
 

@@ -5,9 +5,10 @@ Each pass changes how the graph computes, never what: it applies only where the 
 rounding), and leaves the graph alone elsewhere. They are what a device build does offline, measured where a small
 net loses time to ONNX Runtime's kernels rather than to its multiply-accumulates:
 
-- :func:`fold_input_affine`: an elementwise affine of the input (a fixed depth normalisation, ``(x - c) * k``) folded
-  into the first convolution's weights and bias, which is exact only when that convolution pads nothing (a padded
-  border would read a normalised 0, that is a raw ``c``, where the folded conv reads a raw 0).
+- :func:`fold_affine_into_conv`: elementwise scalar affines that feed a convolution (a fixed depth normalisation,
+  ``(x - c) * k``; a two-stage net's scaling of its cropped depth) folded into its weights and bias, which is exact
+  only when that convolution pads nothing (a padded border would read a normalised 0, that is a raw ``c``, where the
+  folded conv reads a raw 0).
 - :func:`resize_as_matmul`: a bilinear ``Resize`` by a non-integer factor (7 x 10 to 15 x 20, an odd map size
   upsampled to the next level) written as two matrix products with fixed interpolation matrices. ONNX Runtime runs an
   integer-factor resize in its blocked (NCHWc) layout, but a non-integer one in plain NCHW through its generic
@@ -15,9 +16,12 @@ net loses time to ONNX Runtime's kernels rather than to its multiply-accumulates
   integer-factor resize is left alone (its blocked kernel beat the products by 7%).
 
 Measured on ``tiny_hand`` (1 thread, ratios within one process): the fold 3.5% faster, the products 5-7%, both with
-bound buffers 13-15% against the plain export run by ``session.run``. Tried and not kept (no gain): dropping the
-``heatmaps`` output (under 1%), the resize as one product with the Kronecker matrix (and the following Add in a Gemm),
-the stem as a reshape plus a convolution over rows or as space-to-depth plus a 1x1 (6% and 75% slower).
+bound buffers 13-15% against the plain export run by ``session.run``. On ``tiny_hand_crop`` the fold takes three
+elementwise ops over the frame or the crop (its locator's normalisation, its keypoint stem's scaling): 3.7-3.9%
+faster (the 5th to 50th percentiles of 10,000 single inferences each, interleaved, in two process runs: 144-150
+against 149-156 us). Tried and not kept (no gain): dropping the ``heatmaps`` output (under 1%), the resize as one
+product with the Kronecker matrix (and the following Add in a Gemm), the stem as a reshape plus a convolution over
+rows or as space-to-depth plus a 1x1 (6% and 75% slower).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 from effbench.profiler.runtimes import onnx_export
 from effbench.profiler.runtimes.base import Workspace
 
-#: Elementwise ops an input affine is made of, with a scalar constant on one side.
+#: Elementwise ops a foldable affine is made of, with a scalar constant on one side.
 _AFFINE_OPS = frozenset({"Sub", "Add", "Mul", "Div"})
 
 
@@ -86,57 +90,57 @@ def _set_initializer(model: Any, name: str, value: np.ndarray) -> None:
     model.graph.initializer.extend([*kept, numpy_helper.from_array(value, name)])
 
 
-def fold_input_affine(model: Any) -> bool:
-    """Fold a chain of scalar affine ops on the graph's input into the convolution that reads it, in place.
+def fold_affine_into_conv(model: Any) -> bool:
+    """Fold each chain of scalar affine ops that feeds a convolution into that convolution, in place.
 
     ``conv(W, a * x + b) + B = conv(a * W, x) + (B + b * sum(W))`` holds only if every output of the convolution
-    reads input pixels and no padding, so the fold is made only for a convolution that pads nothing and the chain's
-    only consumer; the arithmetic is in float64. A ``Clip`` that reads the graph's input first (an input clamp)
-    stays, and the chain after it is folded.
+    reads input pixels and no padding, so a chain is folded only into a convolution that pads nothing, and only the
+    ops whose output nothing else reads; the arithmetic is in float64. Walking back from the convolution, the chain
+    ends at the first other op: the input clamp of a depth normalisation (``(clamp(x) - c) * k``) stays, the affine
+    after it goes; so does a two-stage net's scaling of the cropped relative depth before its keypoint stem.
 
     Returns:
-        Whether it folded (False: no such chain, or the convolution pads, and the graph is unchanged).
+        Whether it folded anything (False: the graph is unchanged).
     """
     graph = model.graph
-    if len(graph.input) != 1:
-        return False
-    tensor, a, b, chain = graph.input[0].name, 1.0, 0.0, []
-    users = _consumers(model, tensor)
-    if len(users) == 1 and users[0].op_type == "Clip":
-        tensor = users[0].output[0]
-    source = tensor
-    while True:
-        users = _consumers(model, tensor)
-        if len(users) != 1 or tensor in {o.name for o in graph.output}:
-            return False
-        node = users[0]
-        step = _scalar_step(model, node, tensor)
-        if step is None:
-            break
-        a, b = step[0] * a, step[0] * b + step[1]
-        chain.append(node)
-        tensor = node.output[0]
-    conv = node
-    pads, auto_pad = _attr(conv, "pads", []), _attr(conv, "auto_pad", b"NOTSET")
-    if not chain or conv.op_type != "Conv" or conv.input[0] != tensor:
-        return False
-    if any(pads) or auto_pad not in (b"NOTSET", b"VALID"):  # a padded border: not exact
-        return False
-    weight = constant(model, conv.input[1])
-    bias = constant(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-    if weight is None or (len(conv.input) > 2 and conv.input[2] and bias is None):
-        return False
-    w64 = weight.astype(np.float64)
-    b64 = (bias.astype(np.float64) if bias is not None else np.zeros(w64.shape[0])) + b * w64.sum(axis=tuple(range(1, w64.ndim)))
-    w_name, b_name = conv.input[1] + "_input_folded", conv.name + "_bias_input_folded"
-    _set_initializer(model, w_name, (a * w64).astype(weight.dtype))
-    _set_initializer(model, b_name, b64.astype(weight.dtype))
-    del conv.input[:]
-    conv.input.extend([source, w_name, b_name])
-    for node in chain:
-        graph.node.remove(node)
-    _drop_unused_initializers(model)
-    return True
+    outputs = {o.name for o in graph.output}
+    made_by = {t: n for n in graph.node for t in n.output}
+    folded = False
+    for conv in [n for n in graph.node if n.op_type == "Conv"]:
+        pads, auto_pad = _attr(conv, "pads", []), _attr(conv, "auto_pad", b"NOTSET")
+        if any(pads) or auto_pad not in (b"NOTSET", b"VALID"):  # a padded border: not exact
+            continue
+        weight = constant(model, conv.input[1])
+        bias = constant(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        if weight is None or (len(conv.input) > 2 and conv.input[2] and bias is None):
+            continue
+        tensor, a, b, chain = conv.input[0], 1.0, 0.0, []
+        while (node := made_by.get(tensor)) is not None and tensor not in outputs:
+            if len(_consumers(model, tensor)) != 1:
+                break
+            source = next((t for t in node.input if constant(model, t) is None), None)
+            step = _scalar_step(model, node, source) if source is not None else None
+            if step is None:
+                break
+            a, b = a * step[0], a * step[1] + b  # conv input = a * (step_a * source + step_b) + b
+            chain.append(node)
+            tensor = source
+        if not chain:
+            continue
+        w64 = weight.astype(np.float64)
+        b64 = bias.astype(np.float64) if bias is not None else np.zeros(w64.shape[0])
+        b64 = b64 + b * w64.sum(axis=tuple(range(1, w64.ndim)))
+        w_name, b_name = conv.input[1] + "_affine_folded", conv.name + "_bias_affine_folded"
+        _set_initializer(model, w_name, (a * w64).astype(weight.dtype))
+        _set_initializer(model, b_name, b64.astype(weight.dtype))
+        del conv.input[:]
+        conv.input.extend([tensor, w_name, b_name])
+        for node in chain:
+            graph.node.remove(node)
+        folded = True
+    if folded:
+        _drop_unused_initializers(model)
+    return folded
 
 
 def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -240,10 +244,10 @@ def _drop_unused_initializers(model: Any) -> None:
 
 
 #: The passes the fp32 graph ONNX Runtime runs gets, in order (each exact; each a no-op where it does not apply).
-PASSES: tuple[Callable[[Any], Any], ...] = (fold_input_affine, resize_as_matmul)
+PASSES: tuple[Callable[[Any], Any], ...] = (fold_affine_into_conv, resize_as_matmul)
 #: The passes the graph quantized to int8 gets first. Not :func:`resize_as_matmul`: the quantizer makes its products
 #: int8 MatMuls, slower than the int8 Resize they replace (``tiny_hand``: 6% slower, EPE 0.2% higher).
-INT8_PASSES: tuple[Callable[[Any], Any], ...] = (fold_input_affine,)
+INT8_PASSES: tuple[Callable[[Any], Any], ...] = (fold_affine_into_conv,)
 
 
 def rewrite(source: Path, target: Path, passes: tuple[Callable[[Any], Any], ...] = PASSES) -> Path:
