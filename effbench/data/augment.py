@@ -104,7 +104,8 @@ def _distance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _median_depth(depth)
     has = batch.get("has_hand", torch.ones(len(depth), dtype=torch.bool, device=depth.device)).to(depth.device).bool()
     z = batch["joints_3d"][..., 2].float().mean(1)
-    if not has.all():  # the median only where it is used: it sorts every pixel, a fifth of a training step's augmentation
+    # The median only where it is used: it sorts every pixel, a fifth of a training step's augmentation.
+    if not has.all():
         z[~has] = _median_depth(depth[~has])
     return z
 
