@@ -110,10 +110,6 @@ def fold_affine_into_conv(model: Any) -> bool:
         pads, auto_pad = _attr(conv, "pads", []), _attr(conv, "auto_pad", b"NOTSET")
         if any(pads) or auto_pad not in (b"NOTSET", b"VALID"):  # a padded border: not exact
             continue
-        weight = constant(model, conv.input[1])
-        bias = constant(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-        if weight is None or (len(conv.input) > 2 and conv.input[2] and bias is None):
-            continue
         tensor, a, b, chain = conv.input[0], 1.0, 0.0, []
         while (node := made_by.get(tensor)) is not None and tensor not in outputs:
             if len(_consumers(model, tensor)) != 1:
@@ -125,7 +121,9 @@ def fold_affine_into_conv(model: Any) -> bool:
             a, b = a * step[0], a * step[1] + b  # conv input = a * (step_a * source + step_b) + b
             chain.append(node)
             tensor = source
-        if not chain:
+        weight = constant(model, conv.input[1])  # read only for a conv with a chain to fold
+        bias = constant(model, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        if not chain or weight is None or (len(conv.input) > 2 and conv.input[2] and bias is None):
             continue
         w64 = weight.astype(np.float64)
         b64 = bias.astype(np.float64) if bias is not None else np.zeros(w64.shape[0])
