@@ -360,10 +360,11 @@ def tiny_hand_crop(**kwargs) -> CropHandPoseNet:
         4.40 / 4.48 px (4.47 +- 0.06): aux on - off -0.25 / -0.02 / +0.03, -0.08 [-0.45, +0.29] px (95%, 3 seeds),
         within the seed spread, as in every form of this net before.
       * Each auxiliary task alone (this form, seed 0, converged at 50,750-71,250 steps): segmentation 4.49 px,
-        visibility 4.47, keypose 4.38, handedness 4.44, against 4.53 with none and 4.28 with all four: none of them
-        outside the aux-off seeds' range (4.40-4.53). The keypose and handedness heads learn as well alone as beside
-        the others (80.8% and 95.3% against 81.5% and 95.4%); what they leave in the shared layers does not lower
-        the keypoint error measurably.
+        visibility 4.47, keypose 4.38, handedness 4.44, against 4.53 with none and 4.28 with all four. Each lies
+        within the three seeds' range of aux on (4.28-4.52 px), and all but keypose (by 0.02 px) within that of aux
+        off (4.40-4.53): no single task stands out. The keypose and handedness heads learn as well alone as beside
+        the others (80.8% and 95.3% against 81.5% and 95.4%); what they leave in the shared layers does not lower the
+        keypoint error measurably.
       * On frames of other sensors (the test split's scenes rendered again with one setting changed; the two runs
         above against mobilenet_v2_100 aux off, converged, 4.16 px as trained): 3x the depth noise 4.28 / 4.43
         against 4.19 px; 5x the holes 4.45 / 4.46 against 4.41; hands at 150-450 mm instead of 200-700, 5.74 / 5.92
