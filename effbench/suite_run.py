@@ -45,7 +45,7 @@ from typing import Any
 
 from effbench import results
 from effbench.errors import PAUSED_EXIT_CODE, UsageError, closest, error_text
-from effbench.matrix import Executor, execute, make_executor, plan_runs, unfinished
+from effbench.matrix import Executor, execute, make_executor, plan_runs, resumed_steps, unfinished
 from effbench.matrix.plan import validated
 from effbench.progress import SuiteProgress
 from effbench.registry import DEFAULT_INPUT_SHAPE, Suite, get_suite, list_suites, model_info
@@ -388,14 +388,15 @@ def run_suite(
     # A driver that joins a cluster need not have the GPU its runs train on: the cluster's are checked on joining.
     plan = plan_suite(suite_name, budget=budget, seeds=seeds, device=device, data_cache_dir=data_cache_dir,
                       check_device=not getattr(executor, "address", None))
-    todo = _start_store(plan, runs_dir, fresh, checkpoint_dir or getattr(executor, "checkpoint_dir", None))
+    work_dir = checkpoint_dir or getattr(executor, "checkpoint_dir", None)
+    todo = _start_store(plan, runs_dir, fresh, work_dir)
     busy = busy_note()
     if busy:
         log(busy)
     bar = SuiteProgress(suite_name, len(plan.models), len(todo), enabled=progress)
     try:
         profiles = _profile_models(plan, runs_dir, latency, bar, Path(data_cache_dir or default_cache_dir()))
-        runs = plan_runs(todo, lambda name: frame_cost_ms(name, profiles[name]))
+        runs = plan_runs(todo, lambda name: frame_cost_ms(name, profiles[name]), resumed_steps(work_dir or runs_dir))
         if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
             _prepare_data(todo, bar, deadline)
         bar.start_training(sum(run.cost_ms for run in runs))

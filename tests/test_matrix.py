@@ -12,12 +12,13 @@ import torch
 from effbench import results
 from effbench.cli import main
 from effbench.errors import UsageError
-from effbench.matrix import Events, make_executor, plan_runs, run_tag, worker
+from effbench.matrix import Events, make_executor, plan_runs, resumed_steps, run_tag, worker
 from effbench.matrix.local import LocalExecutor
 from effbench.progress import SuiteProgress
 from effbench.registry import get_suite
 from effbench.suite_run import plan_suite, train_values
 from effbench.train import TrainConfig
+from effbench.train.loop import fingerprint_of
 
 
 def test_plan_is_longest_first_with_hash_cost_and_resources():
@@ -31,6 +32,40 @@ def test_plan_is_longest_first_with_hash_cost_and_resources():
     assert runs[0].tag == run_tag(cfg) == "mobilenet_v2_035 aux=off seed=0"
     gpu = plan_runs([cfg.replace(device="cuda")], lambda _: 1.0)[0]
     assert gpu.resources == {"CPU": 1.0, "GPU": 1.0}
+
+
+def _part_way(store, cfg, step, fingerprint):
+    """Leave ``cfg``'s run in ``store`` as a sitting stopped at ``step`` leaves it: its progress and a checkpoint."""
+    results.write_json(results.progress_path(store, cfg.hash()), {
+        "config": cfg.to_dict(), "config_hash": cfg.hash(), "model_fingerprint": fingerprint, "step": step,
+        "curve": [], "plateaus": 0, "wall_s": 1.0})
+    results.checkpoint_path(store, cfg.hash()).parent.mkdir(parents=True, exist_ok=True)
+    results.checkpoint_path(store, cfg.hash()).write_bytes(b"state")
+
+
+def test_a_run_part_way_resumes_first_and_counts_only_its_steps_left(tmp_path):
+    short = TrainConfig(model="tiny_hand", steps=40, batch_size=2).validate()
+    long_ = short.replace(steps=100)
+    steps = resumed_steps(tmp_path)
+    assert steps(short) == 0  # nothing trained yet
+    _part_way(tmp_path, short, 30, "an older model")
+    assert steps(short) == 0  # its model changed since: it starts afresh
+    _part_way(tmp_path, short, 30, fingerprint_of("tiny_hand"))
+    results.checkpoint_path(tmp_path, short.hash()).unlink()
+    assert steps(short) == 0  # a progress file without its checkpoint (lost): nothing to resume from
+    _part_way(tmp_path, short, 30, fingerprint_of("tiny_hand"))
+    runs = plan_runs([long_, short], lambda _: 1.0, resumed_steps(tmp_path))
+    assert [r.key for r in runs] == [short.hash(), long_.hash()]  # part-way first, though the shorter
+    assert (runs[0].done_steps, runs[0].cost_ms, runs[0].cost_per_step) == (30, 10 * 2.0, 2.0)
+    assert runs[1].cost_ms == 100 * 2.0
+    bar = SuiteProgress("t", 0, 2, stream=io.StringIO())
+    bar.start_training(sum(r.cost_ms for r in runs))
+    events = Events(runs, tmp_path, bar)
+    events.steps(short.hash(), 0)
+    events.steps(short.hash(), 31)  # its first step of this sitting: one step of work, not 31
+    assert bar.done_cost == 2.0
+    events.finished(short.hash(), worker.failed_record(short, "boom"))
+    assert bar.done_cost == 20.0
 
 
 def test_gpu_budget_takes_its_own_batch_and_rate_and_leaves_cpu_configs_alone():

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     from effbench.cli.matrix_args import deadline_from
     from effbench.errors import PAUSED_EXIT_CODE
-    from effbench.matrix import execute, make_executor, plan_runs, run_tag, unfinished
+    from effbench.matrix import execute, make_executor, plan_runs, resumed_steps, run_tag, unfinished
     from effbench.progress import SuiteProgress
     from effbench.results import read_run, record_path
     from effbench.suite_run import frame_cost_ms
@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         line += f" ({record['error']})" if record["error"] else ""
         print(line, flush=True)
 
-    runs = plan_runs(unfinished(unique, args.out), lambda name: frame_cost_ms(name, None))
+    runs = plan_runs(unfinished(unique, args.out), lambda name: frame_cost_ms(name, None),
+                     resumed_steps(args.checkpoint_dir or args.out))
     pending = {run.key for run in runs}
     for cfg in unique:  # say so, rather than leave the user wondering why a run took no time
         if (key := cfg.hash()) not in pending:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from effbench.errors import UsageError
-from effbench.matrix.driver import Events, Executor, execute, unfinished
+from effbench.matrix.driver import Events, Executor, execute, resumed_steps, unfinished
 from effbench.matrix.plan import PlannedRun, plan_runs, run_tag
 
 #: The executors ``--executor`` names.
@@ -64,5 +64,5 @@ def make_executor(
     return RayExecutor(ray_address, jobs=jobs, checkpoint_dir=checkpoint_dir)
 
 
-__all__ = ["EXECUTORS", "Events", "Executor", "PlannedRun", "execute", "make_executor", "plan_runs", "run_tag",
-           "unfinished"]
+__all__ = ["EXECUTORS", "Events", "Executor", "PlannedRun", "execute", "make_executor", "plan_runs", "resumed_steps",
+           "run_tag", "unfinished"]

@@ -59,7 +59,8 @@ class Events:
 
     def __post_init__(self) -> None:
         self._by_key = {run.key: run for run in self.runs}
-        self._counted = dict.fromkeys(self._by_key, 0)  # steps already counted into the progress
+        # Steps already counted into the progress: a resumed run's earlier sittings are not this sitting's work.
+        self._counted = {run.key: run.done_steps for run in self.runs}
         self._running: set[str] = set()
         self._fresh: set[str] = set()  # started, first step not seen yet
 
@@ -111,6 +112,21 @@ def unfinished(configs: list[Any], store: str | Path) -> list[Any]:
 
     fingerprints = {name: fingerprint_of(name) for name in {cfg.model for cfg in configs}}
     return [cfg for cfg in configs if not _finished(results.record_path(store, cfg.hash()), fingerprints[cfg.model])]
+
+
+def resumed_steps(work_dir: str | Path) -> Callable[[Any], int]:
+    """For :func:`~effbench.matrix.plan.plan_runs`: the steps a config's run resumes from in ``work_dir``, where its
+    checkpoint is (:func:`effbench.results.resumable_step`; 0 for a run that starts afresh)."""
+    from effbench.train.loop import fingerprint_of
+
+    fingerprints: dict[str, str | None] = {}
+
+    def steps(cfg: Any) -> int:
+        if cfg.model not in fingerprints:
+            fingerprints[cfg.model] = fingerprint_of(cfg.model)
+        return results.resumable_step(work_dir, cfg.hash(), fingerprints[cfg.model])
+
+    return steps
 
 
 def _finished(path: Path, fingerprint: str | None) -> bool:

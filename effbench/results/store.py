@@ -243,6 +243,18 @@ def in_training(root: str | os.PathLike, config_hash: str) -> dict[str, Any] | N
     return state if isinstance(state, dict) and keys <= set(state) else None
 
 
+def resumable_step(root: str | os.PathLike, config_hash: str, fingerprint: str | None) -> int:
+    """The step the run ``config_hash`` resumes from in the work folder ``root``: its progress's step when its
+    checkpoint is there too and was trained on the model as it is now (``fingerprint``); 0 otherwise (it starts
+    afresh). What a plan counts as done already, so that a sitting's ETA and order see only what is left."""
+    state = in_training(root, config_hash)
+    if state is None or not checkpoint_path(root, config_hash).exists():
+        return 0
+    if state.get("model_fingerprint") != fingerprint:
+        return 0
+    return int(state["step"])
+
+
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The checked record at ``path``, or None with ``(path, why)`` added to ``bad``; a newer schema still raises
     (the fix is to upgrade effbench, not to leave runs out)."""
