@@ -247,6 +247,26 @@ def test_cli_suite_runs_every_model_and_aux_and_exits_1_on_failure(cache, tmp_pa
     assert "tiny_hand aux=on seed=0: ok" in out and "NonFiniteLoss" in out
 
 
+def test_cli_suite_with_a_budget_trains_the_budgets_runs():
+    """``train --suite --budget`` names the runs ``bench.py run`` trains (seeds per model, ablations); ``--seeds``
+    and the flags still override."""
+    from effbench.cli import build_parser
+    from effbench.cli.train_cmd import build_configs
+    from effbench.suite_run import plan_suite
+
+    def configs(*extra):
+        return build_configs(build_parser().parse_args(["train", "--suite", "embedded", "--budget", "full", *extra]))
+
+    planned = plan_suite("embedded", budget="full").configs
+    assert [c.hash() for c in configs()] == [c.hash() for c in planned]
+    assert {c.seed for c in configs() if c.model == "mobilenet_v2_100"} == {0, 1, 2}
+    assert {c.aux_tasks for c in configs() if c.model == "tiny_hand_crop" and c.aux} > {"seg", "hand"}
+    off = configs("--aux", "off", "--eval-every", "500")
+    assert {c.hash() for c in off} == {c.replace(eval_every=500).hash() for c in planned if not c.aux}
+    one = configs("--seeds", "1")
+    assert {c.seed for c in one} == {0} and len(one) == 2 * len({c.model for c in planned})
+
+
 @pytest.mark.parametrize("model", registry.get_suite("embedded").models())
 def test_every_hand_pose_model_takes_a_training_step(model, cache, tmp_path):
     """Each model of the embedded suite: two steps with every auxiliary loss and GradNorm, then evaluation."""

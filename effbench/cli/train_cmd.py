@@ -3,6 +3,7 @@
     python bench.py train --model tiny_hand --aux on --seed 0 --steps 2000 --out runs
     python bench.py train --suite smoke --seeds 3 --out runs            # every model x aux off/on x seeds 0..2
     python bench.py train --model mobilenet_v2_100 --device cuda --batch-size 128 --lr 2e-3
+    python bench.py train --suite embedded --budget full --jobs 2 --hours 8 --out runs  # the runs `run` trains
 
 Every TrainConfig field has a flag (``--batch-size``, ``--balancing``, ``--augment off`` ...); precedence, lowest
 first: TrainConfig defaults, the suite's ``settings["train"]`` (and ``--budget``'s), the flags. One JSON record per
@@ -54,7 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--suite", help="every model of a suite, aux off and on, --seeds seeds each")
     p.add_argument("--aux", default=None, help="on | off | both (default: on for --model, both for --suite)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, seed .. seed+N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds, seed .. seed+N-1 (default 1; with --budget, the budget's seeds per model, "
+                        "and its ablations and distilled runs: the runs `bench.py run` trains)")
     p.add_argument("--budget", default=None, help="with --suite: a training budget of the suite's settings")
     p.add_argument("--out", default="runs", help="results folder (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not a terminal)")
@@ -117,21 +120,26 @@ def build_configs(args: argparse.Namespace, check_device: bool = True) -> list[A
 
     if not args.model and not args.suite:
         raise UsageError("give --model NAME or --suite NAME")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     if args.budget and not args.suite:
         raise UsageError("--budget needs --suite")
     aux_values = _aux_values(args.aux, bool(args.suite))
     flags = {n: getattr(args, n) for n in field_names() if n not in _SPECIAL and getattr(args, n, None) is not None}
-    seeds = range(args.seed, args.seed + args.seeds)
+    seeds = range(args.seed, args.seed + (args.seeds or 1))
     suite = get_suite(args.suite) if args.suite else None
     if suite is not None and args.budget:
         from effbench.errors import closest
-        from effbench.suite_run import suite_budgets
+        from effbench.suite_run import plan_suite, suite_budgets
 
         budgets = suite_budgets(suite)
         if args.budget not in budgets:
             raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
+        if args.seeds is None:  # the budget's runs, as `bench.py run` plans them, with the flags on top
+            plan = plan_suite(args.suite, budget=args.budget, device=flags.get("device", "cpu"),
+                              check_device=check_device)
+            return [validated(TrainConfig.from_dict({**cfg.to_dict(), **flags}), check_device)
+                    for cfg in plan.configs if cfg.aux in aux_values]
     configs = []
     for name in suite.trainable_models() if suite is not None else [args.model]:
         # The same per-model resolution as `bench.py run` (budget, per-model overrides, data at the model's input
@@ -200,9 +208,12 @@ def run(args: argparse.Namespace) -> int:
     bar = SuiteProgress(f"train {args.suite or args.model}", 0, len(runs),
                         enabled=len(unique) > 1 and not args.no_progress)
     bar.start_training(sum(run.cost_ms for run in runs))
-    try:
-        events = execute(runs, args.out, executor, bar, on_record=report if len(unique) > 1 else None,
-                         deadline=deadline)
+    on_record = report if len(unique) > 1 else None
+    try:  # students after teachers: a distilled run reads its teacher's finished weights
+        events = execute([r for r in runs if not r.config.teacher], args.out, executor, bar, on_record, deadline)
+        later = execute([r for r in runs if r.config.teacher], args.out, executor, bar, on_record, deadline)
+        events.records.update(later.records)
+        events.paused.update(later.paused)
     finally:
         bar.close()
     done = {**events.records, **events.paused}
