@@ -400,11 +400,7 @@ def run_suite(
         if not getattr(executor, "address", None):  # workers on this machine read the data from its cache
             _prepare_data(todo, bar, deadline)
         bar.start_training(sum(run.cost_ms for run in runs))
-        # Students after teachers: a distilled run reads its teacher's finished weights.
-        events = execute([r for r in runs if not r.config.teacher], runs_dir, executor, bar, deadline=deadline)
-        later = execute([r for r in runs if r.config.teacher], runs_dir, executor, bar, deadline=deadline)
-        events.records.update(later.records)
-        events.paused.update(later.paused)
+        events = execute(runs, runs_dir, executor, bar, deadline=deadline)
         bar.stage("report")
     finally:
         bar.close()

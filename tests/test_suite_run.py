@@ -268,6 +268,11 @@ def test_distilled_runs_train_after_their_teachers(tmp_path, monkeypatch):
         record = json.loads((tmp_path / "runs" / f"{student.hash()}.json").read_text())
         assert record["status"] == "ok", record["error"]
         assert "on + distilled" in (tmp_path / "report.md").read_text()
+        # `train --suite --budget` trains the same runs, students after teachers too.
+        argv = ["train", "--suite", "_test_distil", "--budget", "b", "--jobs", "2", "--no-progress"]
+        assert main([*argv, "--out", str(tmp_path / "train")]) == 0
+        record = json.loads((tmp_path / "train" / f"{student.hash()}.json").read_text())
+        assert record["status"] == "ok", record["error"]
     finally:
         registry._suites.pop("_test_distil", None)
 

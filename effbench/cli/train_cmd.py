@@ -208,12 +208,9 @@ def run(args: argparse.Namespace) -> int:
     bar = SuiteProgress(f"train {args.suite or args.model}", 0, len(runs),
                         enabled=len(unique) > 1 and not args.no_progress)
     bar.start_training(sum(run.cost_ms for run in runs))
-    on_record = report if len(unique) > 1 else None
-    try:  # students after teachers: a distilled run reads its teacher's finished weights
-        events = execute([r for r in runs if not r.config.teacher], args.out, executor, bar, on_record, deadline)
-        later = execute([r for r in runs if r.config.teacher], args.out, executor, bar, on_record, deadline)
-        events.records.update(later.records)
-        events.paused.update(later.paused)
+    try:
+        events = execute(runs, args.out, executor, bar, on_record=report if len(unique) > 1 else None,
+                         deadline=deadline)
     finally:
         bar.close()
     done = {**events.records, **events.paused}

@@ -147,7 +147,8 @@ def execute(
     """Run the plan on ``executor``; every record lands in ``store`` as it comes back.
 
     Args:
-        runs: The plan (:func:`effbench.matrix.plan.plan_runs`), runs still to train.
+        runs: The plan (:func:`effbench.matrix.plan.plan_runs`), runs still to train; distilled runs start once every
+            other run has ended.
         store: The results store.
         executor: Where the runs train (:func:`effbench.matrix.make_executor`).
         bar: The suite's progress (its training clock started by the caller).
@@ -159,9 +160,11 @@ def execute(
         The events: the records by key, the paused runs, and each run's attempts.
     """
     events = Events(runs, Path(store), bar, on_record, deadline)
-    if runs:
-        bar.stage(f"train {len(runs)} runs {executor.describe(len(runs))}")
-        executor.run(runs, Path(store), events)
+    # Students after teachers: a distilled run reads its teacher's finished weights.
+    for phase in ([r for r in runs if not r.config.teacher], [r for r in runs if r.config.teacher]):
+        if phase:
+            bar.stage(f"train {len(phase)} runs {executor.describe(len(phase))}")
+            executor.run(phase, Path(store), events)
     missing = [run for run in runs if run.key not in events.records and run.key not in events.paused]
     if missing:  # an executor must report every run; say so rather than leave a hole in the report
         raise RuntimeError(f"executor {executor.name!r} returned no record for {', '.join(r.tag for r in missing)}")
