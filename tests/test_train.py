@@ -215,6 +215,7 @@ def test_run_many_validates_every_config_before_running(tmp_path):
         (["--suite", "nope"], "unknown suite 'nope'"),
         (["--model", "tiny_hand", "--balancing", "magic"], "balancing 'magic' is not one of"),
         (["--model", "tiny_hand", "--hours", "0"], "--hours must be a number of hours > 0, got 0.0"),
+        (["--suite", "embedded", "--budget", "full", "--seed", "3"], "--seed 3 with --budget needs --seeds N"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):

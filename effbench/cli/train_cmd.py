@@ -135,6 +135,8 @@ def build_configs(args: argparse.Namespace, check_device: bool = True) -> list[A
         budgets = suite_budgets(suite)
         if args.budget not in budgets:
             raise UsageError(f"suite {args.suite!r} has no budget {args.budget!r}; {closest(args.budget, budgets)}")
+        if args.seeds is None and args.seed:
+            raise UsageError(f"--seed {args.seed} with --budget needs --seeds N (the budget sets its own seeds)")
         if args.seeds is None:  # the budget's runs, as `bench.py run` plans them, with the flags on top
             plan = plan_suite(args.suite, budget=args.budget, device=flags.get("device", "cpu"),
                               check_device=check_device)
