@@ -248,11 +248,8 @@ def resumable_step(root: str | os.PathLike, config_hash: str, fingerprint: str |
     checkpoint is there too and was trained on the model as it is now (``fingerprint``); 0 otherwise (it starts
     afresh). What a plan counts as done already, so that a sitting's ETA and order see only what is left."""
     state = in_training(root, config_hash)
-    if state is None or not checkpoint_path(root, config_hash).exists():
-        return 0
-    if state.get("model_fingerprint") != fingerprint:
-        return 0
-    return int(state["step"])
+    resumes = state is not None and state.get("model_fingerprint") == fingerprint
+    return int(state["step"]) if resumes and checkpoint_path(root, config_hash).exists() else 0
 
 
 def _readable(path: Path, kind: type, bad: list[tuple[str, str]]) -> dict[str, Any] | None:
